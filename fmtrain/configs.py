@@ -1,0 +1,152 @@
+"""The chapter's experiments as data: one frozen default and named diffs of it.
+
+Every knob has one name everywhere: the dataclass field, the CLI option (``--dropout_rate``,
+``--dropout-rate`` also accepted), the MLproject parameter and the MLflow param.
+This module imports neither TensorFlow nor MLflow, so ``fmtrain --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+# The validation subset keeps the chapter's 1:4 proportion, and must hold all 10 classes.
+MIN_LIMIT = 40
+
+
+def _knob(default, help_text):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training experiment. The defaults are the chapter's final model (``early-stopping``)."""
+
+    epochs: int = _knob(20, "maximum number of epochs")
+    optimizer: str = _knob("adam", "optimizer name: " + ", ".join(OPTIMIZERS))
+    learning_rate: float | None = _knob(None, "learning rate; none = the optimizer's Keras default")
+    dropout_rate: float = _knob(0.3, "rate of the Dropout layer after the hidden layer; 0 = no Dropout")
+    patience: int | None = _knob(2, "EarlyStopping patience (restore_best_weights=True); none = no early stopping")
+    validation: bool = _knob(True, "pass the validation split to fit() (val_loss per epoch)")
+    checkpoint: bool = _knob(True, "ModelCheckpoint(save_best_only=True) to best-model.keras")
+    batch_size: int = _knob(32, "mini-batch size (the chapter uses Keras's default, 32)")
+    seed: int = _knob(42, "seed for weights initialisation, shuffling and dropout")
+    limit: int = _knob(0, "train on a stratified subset of this many images; 0 = all 48,000")
+    steps_per_execution: int = _knob(
+        100, "training steps per TensorFlow call; changes speed, not the mathematics (1 = plain Keras)")
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(self.optimizer in OPTIMIZERS,
+               f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        _check(self.learning_rate is None or self.learning_rate > 0,
+               f"learning_rate must be positive, got {self.learning_rate}")
+        _check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        _check(self.patience is None or self.patience >= 0,
+               f"patience must be 0 or more (or none), got {self.patience}")
+        _check(self.patience is None or self.validation,
+               "early stopping (patience) needs validation=true: it watches val_loss")
+        _check(not self.checkpoint or self.validation,
+               "checkpoint needs validation=true: it keeps the lowest val_loss")
+        _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        _check(self.limit == 0 or self.limit >= MIN_LIMIT,
+               f"limit must be 0 (all data) or at least {MIN_LIMIT} (every class in both splits), "
+               f"got {self.limit}")
+        _check(self.steps_per_execution >= 1,
+               f"steps_per_execution must be at least 1, got {self.steps_per_execution}")
+
+    def to_params(self) -> dict[str, str]:
+        """The configuration as MLflow params: every field, with its value as text."""
+        return {f.name: format_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+DEFAULT = TrainConfig()
+_PLAIN = dict(optimizer="rmsprop", dropout_rate=0.0, patience=None, checkpoint=False)
+
+# Each configuration is the default with the fields it changes, in the chapter's order.
+CONFIGS: dict[str, tuple[str, dict]] = {
+    "rmsprop-5": ("loss curve from History: RMSprop, 5 epochs, no validation",
+                  dict(_PLAIN, epochs=5, validation=False)),
+    "rmsprop-20": ("the longer loss curve: RMSprop, 20 epochs, no validation",
+                   dict(_PLAIN, validation=False)),
+    "rmsprop-val": ("validation loss: RMSprop, 20 epochs with validation (overfitting curve)",
+                    dict(_PLAIN)),
+    "adam": ("RMSprop vs Adam: Adam, 20 epochs with validation",
+             dict(_PLAIN, optimizer="adam")),
+    "dropout": ("Dropout(0.3) with Adam, 20 epochs",
+                dict(patience=None, checkpoint=False)),
+    "save-restore": ("save()/save_weights() and reload checks: dropout, 10 epochs",
+                     dict(epochs=10, patience=None, checkpoint=False)),
+    "checkpoint": ("ModelCheckpoint(save_best_only=True): dropout, 20 epochs",
+                   dict(patience=None)),
+    "early-stopping": ("checkpoint + EarlyStopping(patience=2, restore_best_weights=True)",
+                       dict()),
+}
+DEFAULT_CONFIG = "early-stopping"
+
+
+def format_value(value) -> str:
+    """Text for a field value, the same in MLflow params, CLI help and tables."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_value(name: str, text) -> object:
+    """Turn an override given as text (CLI, MLproject) into the field's type; ValueError if not."""
+    kinds = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    if name not in kinds:
+        raise ValueError(f"unknown setting {name!r}; valid settings: {', '.join(kinds)}")
+    if not isinstance(text, str):
+        return text
+    kind = kinds[name]
+    raw = text.strip()
+    if "None" in kind and raw.lower() in ("none", ""):
+        return None
+    try:
+        if kind.startswith("int"):
+            number = float(raw)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind == "bool":
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[raw.lower()]
+    except (ValueError, KeyError):
+        expected = {"bool": "true or false"}.get(kind, "a whole number" if kind.startswith("int") else "a number")
+        raise ValueError(f"{name} must be {expected}, got {text!r}") from None
+    return raw
+
+
+def resolve(name: str = DEFAULT_CONFIG, overrides: dict | None = None) -> TrainConfig:
+    """The named configuration with ``overrides`` (field name -> value or text) applied.
+
+    Raises ValueError naming the valid choices for an unknown configuration or setting.
+    """
+    if name not in CONFIGS:
+        raise ValueError(f"unknown configuration {name!r}; choose one of: {', '.join(CONFIGS)}")
+    changes = dict(CONFIGS[name][1])
+    for key, value in (overrides or {}).items():
+        changes[key] = parse_value(key, value)
+    return dataclasses.replace(DEFAULT, **changes)
+
+
+def changed_fields(name: str) -> dict:
+    """What the named configuration changes from the default, for ``fmtrain configs``."""
+    config = resolve(name)
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(config, f.name) != getattr(DEFAULT, f.name)}
+
+
+def knobs() -> list[dataclasses.Field]:
+    """The fields of TrainConfig, for building CLI options from one source."""
+    return list(dataclasses.fields(TrainConfig))

@@ -1,0 +1,154 @@
+"""Fashion-MNIST: the four IDX files, the chapter's train/validation split, and the test set.
+
+Sources, in order: an explicit directory (``--data_dir`` or ``FMTRAIN_DATA_DIR``), the Debian
+package ``dataset-fashion-mnist``'s directory, then Keras's own downloading loader.
+Images stay uint8 until split, then become float32 in [0, 1]: the same values the chapter's
+float64 ``/ 255.0`` gives once Keras casts it, at a quarter of the memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "FMTRAIN_DATA_DIR"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# The chapter's split: train_test_split(test_size=0.2, random_state=42).
+VAL_FRACTION = 0.2
+SPLIT_SEED = 42
+
+
+class DataError(ValueError):
+    """A data file or directory that cannot be used; the message names it and the problem."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Training and validation arrays (float32 images in [0, 1], uint8 labels)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    source: str
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzip-compressed or plain) of unsigned bytes into an array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: cannot be read ({error}); the file is truncated or corrupt") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise DataError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned bytes (0x08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path}: holds {len(raw) - header} data bytes but its header "
+                        f"{shape} says {expected - header}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def locate(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The directory to read, or None to fall back on Keras's downloading loader."""
+    explicit = data_dir or os.environ.get(ENV_VAR)
+    if explicit:
+        explicit = Path(explicit).expanduser()
+        if not explicit.is_dir():
+            raise DataError(f"{explicit}: data directory not found")
+        return explicit
+    return DEBIAN_DIR if DEBIAN_DIR.is_dir() else None
+
+
+def _find_file(directory: Path, stem: str) -> Path:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{directory / (stem + '.gz')}: file not found (the directory must hold the "
+                    f"four Fashion-MNIST IDX files)")
+
+
+def load_raw(data_dir=None) -> tuple[dict[str, np.ndarray], str]:
+    """All four arrays as uint8, keyed like FILES, and a description of where they came from."""
+    directory = locate(data_dir)
+    if directory is None:
+        import keras  # only users who are online reach this path
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+        arrays = dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
+        return arrays, "keras.datasets.fashion_mnist"
+    arrays = {key: read_idx(_find_file(directory, stem)) for key, stem in FILES.items()}
+    for kind in ("train", "test"):
+        images, labels = arrays[f"{kind}_images"], arrays[f"{kind}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise DataError(f"{directory}: {kind} images {images.shape} and labels {labels.shape} "
+                            f"do not form a 28x28 Fashion-MNIST set")
+    return arrays, str(directory)
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1]."""
+    return images.astype(np.float32) / np.float32(255.0)
+
+
+def split_indices(labels: np.ndarray, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the chapter's train/validation split, optionally a stratified subset of each."""
+    from sklearn.model_selection import train_test_split
+
+    # Splitting indices draws the same permutation as splitting the images themselves.
+    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=VAL_FRACTION,
+                                          random_state=SPLIT_SEED)
+    if limit and limit < len(train_idx):
+        val_size = max(10, round(limit * VAL_FRACTION / (1 - VAL_FRACTION)))
+        train_idx = _stratified(train_idx, labels, limit)
+        val_idx = _stratified(val_idx, labels, min(val_size, len(val_idx)))
+    return train_idx, val_idx
+
+
+def _stratified(indices: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(indices):
+        return indices
+    subset, _ = train_test_split(indices, train_size=size, stratify=labels[indices],
+                                 random_state=SPLIT_SEED)
+    return subset
+
+
+def load_splits(data_dir=None, limit: int = 0) -> Splits:
+    """The chapter's 48,000 / 12,000 split of the training images (or a stratified subset)."""
+    arrays, source = load_raw(data_dir)
+    images, labels = arrays["train_images"], arrays["train_labels"]
+    train_idx, val_idx = split_indices(labels, limit)
+    return Splits(scale(images[train_idx]), labels[train_idx],
+                  scale(images[val_idx]), labels[val_idx], source)
+
+
+def load_test(data_dir=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The 10,000 held-out test images (float32) and labels, never used in training."""
+    arrays, source = load_raw(data_dir)
+    return scale(arrays["test_images"]), arrays["test_labels"], source

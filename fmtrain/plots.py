@@ -1,0 +1,99 @@
+"""Figures: learning curves, the sweep comparison, the confusion matrix, misclassified images.
+
+Each function returns a matplotlib Figure built without pyplot (no global state, no display);
+the caller decides where it is saved or logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def curve_figure(history: Mapping[str, Sequence[float]], metric: str = "loss") -> Figure:
+    """Train vs validation ``metric`` per epoch, as the chapter plots it (epoch on the x axis)."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    epochs = np.arange(len(history[metric]))
+    axes.plot(epochs, history[metric], marker="o", label="train")
+    if f"val_{metric}" in history:
+        axes.plot(epochs, history[f"val_{metric}"], marker="o", label="val")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.set_xticks(epochs)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def comparison_figure(runs: Sequence[Mapping]) -> Figure:
+    """Loss per epoch of several runs on shared axes: validation (left) and train (right).
+
+    Each run is a mapping with ``name``, ``loss``, optional ``val_loss`` (lists by epoch),
+    ``stopped_epoch`` and ``best_epoch``; the best epoch is marked with a star, the
+    stopped epoch with a cross.
+    """
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    val_axes, train_axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    colors = iter(_palette(len(runs)))
+    for run in runs:
+        color = next(colors)
+        train_axes.plot(run["loss"], color=color, label=run["name"])
+        if run.get("val_loss"):
+            values = run["val_loss"]
+            val_axes.plot(values, color=color, label=run["name"])
+            best, stopped = run.get("best_epoch"), run.get("stopped_epoch")
+            if best is not None and best < len(values):
+                val_axes.plot(best, values[best], marker="*", markersize=12, color=color)
+            if stopped is not None and stopped < len(values):
+                val_axes.plot(stopped, values[stopped], marker="X", markersize=8, color=color)
+    val_axes.set_title("validation loss (* best epoch, X stopped epoch)")
+    train_axes.set_title("train loss")
+    for axes in (val_axes, train_axes):
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    val_axes.set_ylabel("loss")
+    train_axes.legend(fontsize="small")
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """A confusion matrix (rows true, columns predicted) with counts and class names."""
+    figure = Figure(figsize=(8, 7), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    threshold = matrix.max() / 2
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                  color="white" if count > threshold else "black")
+    return figure
+
+
+def misclassified_figure(images: np.ndarray, true: Sequence[int], predicted: Sequence[int],
+                         class_names: Sequence[str], columns: int = 6) -> Figure:
+    """A grid of images titled 'true -> predicted'."""
+    count = max(1, len(images))
+    rows = -(-count // columns)
+    figure = Figure(figsize=(2 * columns, 2.3 * rows), layout="constrained")
+    for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        axes.axis("off")
+        if index < len(images):
+            axes.imshow(images[index], cmap="gray_r")
+            axes.set_title(f"{class_names[true[index]]}\n-> {class_names[predicted[index]]}",
+                           fontsize=8)
+    return figure
+
+
+def _palette(count: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
