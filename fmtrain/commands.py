@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from fmtrain import configs
 from fmtrain.cli import overrides_from
@@ -26,6 +27,11 @@ def describe(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     if hasattr(error, "message"):  # MlflowException keeps the useful text here
         text = str(error.message).strip() or text
+    if "Max retries exceeded" in text or "Connection refused" in text:
+        import mlflow
+
+        return (f"tracking store {mlflow.get_tracking_uri()} cannot be reached; start it or point "
+                "MLFLOW_TRACKING_URI at one that runs")
     return text.splitlines()[0]
 
 
@@ -88,11 +94,91 @@ def register(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep(args: argparse.Namespace) -> int:
+    from fmtrain import comparison
+    from fmtrain import sweep as sweeping
+
+    names = sweeping.parse_names(args.configs)
+    outcome = sweeping.run_sweep(names, overrides_from(args), data_dir=args.data_dir,
+                                 experiment=args.experiment, register_best=args.register_best,
+                                 verbose=0 if args.quiet else 2)
+    print(f"\nsweep {outcome.parent_run_id}: {len(names)} configurations\n")
+    print(comparison.to_markdown(outcome.rows))
+    if outcome.best:
+        print(f"best: {outcome.best['config']} (run {outcome.best['run_id']}, "
+              f"val_loss {outcome.best['final_val_loss']:.4f})")
+    if outcome.registered_version:
+        print(f"registered as {args.register_best} version {outcome.registered_version}, "
+              f"alias {sweeping.CHAMPION_ALIAS}")
+    if outcome.failures:
+        print(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
+              f"{', '.join(outcome.failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fmtrain import comparison
+    from fmtrain import sweep as sweeping
+
+    if args.log and len(args.run_ids) != 1:
+        raise ValueError("--log needs exactly one run id: the sweep's parent run")
+    rows, figure = sweeping.compare(args.run_ids)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    from fmtrain.tracking import sweeps as tracked
+
+    figure.savefig(output / tracked.FIGURE_FILE)
+    (output / tracked.TABLE_CSV).write_text(comparison.to_csv(rows))
+    (output / tracked.TABLE_MD).write_text(comparison.to_markdown(rows))
+    print(comparison.to_markdown(rows))
+    print(f"figure and tables written to {output}/")
+    if args.log:
+        best = comparison.best_row(rows)
+        tracked.log_comparison(args.run_ids[0], figure, comparison.to_csv(rows),
+                               comparison.to_markdown(rows), best and best["run_id"],
+                               best and best["config"])
+        print(f"logged on run {args.run_ids[0]}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from fmtrain import data, evaluation, registry
+    from fmtrain.tracking import evaluation as tracked
+    from fmtrain.tracking import runs
+
+    resolved = registry.resolve(args.model_uri)
+    images, labels, source = data.load_test(args.data_dir)
+    model = registry.load_keras_model(resolved.uri)
+    result = evaluation.evaluate(model, images, labels)
+    runs.use_experiment(args.experiment)
+    run_id = tracked.log_evaluation(resolved, result, evaluation.figures(result, images, labels), source)
+    version = f" ({resolved.name} version {resolved.version})" if resolved.name else ""
+    metrics = result.metrics
+    print(f"evaluated {resolved.uri}{version} on {len(labels)} test images: "
+          f"loss {metrics['test_loss']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+          f"macro F1 {metrics['test_macro_f1']:.4f}")
+    worst = min(result.per_class, key=lambda row: row["f1"])
+    print(f"  hardest class: {worst['class']} (F1 {worst['f1']:.3f}); evaluation run {run_id}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand named in ``args.command``."""
     _calm_frameworks()
-    handlers = {"configs": list_configs, "train": train, "register": register}
+    _fail_fast_on_unreachable_store()
+    handlers = {"configs": list_configs, "train": train, "sweep": sweep, "compare": compare,
+                "register": register, "evaluate": evaluate}
     return handlers[args.command](args)
+
+
+def _fail_fast_on_unreachable_store() -> None:
+    # MLflow retries an HTTP tracking server for minutes by default; a person at a terminal
+    # wants to hear within seconds that the store cannot be reached. Their own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def _calm_frameworks() -> None:

@@ -5,6 +5,7 @@ Aliases (``models:/NAME@ALIAS``) replace the deprecated registry stages.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 MODEL_NAME = "model"  # the name each training run logs its model under
+_MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
 class RegistryError(ValueError):
@@ -35,10 +37,8 @@ def register(run_id: str, name: str, alias: str | None = None):
     Returns the new ModelVersion. Raises RegistryError for an unknown run or a run without model.
     """
     client = MlflowClient()
-    try:
+    with _not_found(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
         run = client.get_run(run_id)
-    except MlflowException:
-        raise RegistryError(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}") from None
     models = [m for m in _logged_models(client, run) if m.name == MODEL_NAME]
     if not models:
         raise RegistryError(f"run {run_id} has no logged model {MODEL_NAME!r} to register")
@@ -62,48 +62,46 @@ def resolve(model_uri: str) -> ResolvedModel:
     """Check that ``model_uri`` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH)
     points at something that exists, and say which registered version it is."""
     client = MlflowClient()
-    alias = re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri)
-    numbered = re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri)
-    run = re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri)
-    try:
-        if alias:
-            name = _known_model(client, alias.group(1))
-            try:
-                version = client.get_model_version_by_alias(name, alias.group(2))
-            except MlflowException:
-                raise RegistryError(f"registered model {name!r} has no alias {alias.group(2)!r}; "
-                                    f"aliases: {_aliases(client, name)}") from None
-            return ResolvedModel(model_uri, name, version.version, version.run_id)
-        if numbered:
-            name = _known_model(client, numbered.group(1))
-            try:
-                version = client.get_model_version(name, numbered.group(2))
-            except MlflowException:
-                raise RegistryError(f"registered model {name!r} has no version {numbered.group(2)}; "
-                                    f"latest is {_latest(client, name)}") from None
-            return ResolvedModel(model_uri, name, version.version, version.run_id)
-        if run:
-            try:
-                client.get_run(run.group(1))
-            except MlflowException:
-                raise RegistryError(f"run {run.group(1)!r} not found in {mlflow.get_tracking_uri()}") from None
-            return ResolvedModel(model_uri, run_id=run.group(1))
-    except MlflowException as error:  # the store itself did not answer
-        raise RegistryError(f"tracking store {mlflow.get_tracking_uri()} cannot be read: "
-                            f"{str(error).splitlines()[0]}") from None
+    if match := re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri):
+        name, alias = _known_model(client, match.group(1)), match.group(2)
+        with _not_found(f"registered model {name!r} has no alias {alias!r}; "
+                        f"aliases: {_aliases(client, name)}"):
+            version = client.get_model_version_by_alias(name, alias)
+        return ResolvedModel(model_uri, name, version.version, version.run_id)
+    if match := re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri):
+        name, number = _known_model(client, match.group(1)), match.group(2)
+        with _not_found(f"registered model {name!r} has no version {number}; "
+                        f"latest is {_latest(client, name)}"):
+            version = client.get_model_version(name, number)
+        return ResolvedModel(model_uri, name, version.version, version.run_id)
+    if match := re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri):
+        with _not_found(f"run {match.group(1)!r} not found in {mlflow.get_tracking_uri()}"):
+            client.get_run(match.group(1))
+        return ResolvedModel(model_uri, run_id=match.group(1))
     raise RegistryError(f"model URI {model_uri!r} is not one of models:/NAME@ALIAS, "
                         "models:/NAME/VERSION or runs:/RUN_ID/model")
+
+
+@contextlib.contextmanager
+def _not_found(message: str):
+    """Turn the store's 'does not exist' into RegistryError(message); other errors pass."""
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code in _MISSING_CODES:
+            raise RegistryError(message) from None
+        raise
 
 
 def _known_model(client: MlflowClient, name: str) -> str:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code):
-            known = [m.name for m in client.search_registered_models()]
-            raise RegistryError(f"no registered model named {name!r}; registered models: "
-                                f"{', '.join(known) or 'none'}") from None
-        raise
+        if error.error_code not in _MISSING_CODES:
+            raise
+        known = [m.name for m in client.search_registered_models()]
+        raise RegistryError(f"no registered model named {name!r}; registered models: "
+                            f"{', '.join(known) or 'none'}") from None
     return name
 
 

@@ -69,7 +69,7 @@ def train_run(config: TrainConfig, name: str, splits: Splits, *, register_as: st
                 _log_result(client, run.info.run_id, result, splits)
             model_uri = _log_model(result.model, splits)
         except BaseException as error:
-            mlflow.set_tag(ERROR_TAG, _describe(error))
+            mlflow.set_tag(ERROR_TAG, describe_error(error))
             raise
         finally:
             mlflow.tensorflow.autolog(disable=True)
@@ -154,7 +154,13 @@ def _log_model(model, splits: Splits) -> str:
     return info.model_uri
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     return f"{type(error).__name__}: {error}"[:5000]
+
+
+def last_run_id() -> str | None:
+    """The id of the run this process ended last (a child that just failed, say)."""
+    run = mlflow.last_active_run()
+    return run.info.run_id if run else None

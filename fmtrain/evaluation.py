@@ -1,0 +1,74 @@
+"""Evaluate a classifier on the held-out test images with scikit-learn's metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmtrain import plots
+from fmtrain.data import CLASS_NAMES
+
+MISCLASSIFIED_SHOWN = 24
+
+
+@dataclass
+class Evaluation:
+    """Test-set results: headline metrics, per-class rows, the confusion matrix and figures."""
+
+    metrics: dict[str, float]
+    per_class: list[dict]
+    confusion: np.ndarray
+    predicted: np.ndarray
+
+    def per_class_csv(self) -> str:
+        header = "class,precision,recall,f1,support"
+        lines = [f"{r['class']},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},{r['support']}"
+                 for r in self.per_class]
+        return "\n".join([header, *lines]) + "\n"
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Predict ``images`` with a Keras model and score the predictions against ``labels``.
+
+    Raises ValueError when the model does not take 28x28 images or does not give 10 classes.
+    """
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(images.shape[1:]):
+        raise ValueError(f"the model takes inputs of shape {expected}, "
+                         f"but the test images are {tuple(images.shape[1:])}")
+    probabilities = model.predict(images, verbose=0)
+    if probabilities.shape != (len(images), len(CLASS_NAMES)):
+        raise ValueError(f"the model gives outputs of shape {probabilities.shape[1:]}, "
+                         f"not one probability per class ({len(CLASS_NAMES)})")
+    return score(probabilities, labels)
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Metrics of class ``probabilities`` (n x 10) against integer ``labels``."""
+    from sklearn import metrics as skm
+
+    classes = list(range(len(CLASS_NAMES)))
+    predicted = np.argmax(probabilities, axis=-1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0)
+    per_class = [{"class": CLASS_NAMES[i], "precision": float(precision[i]), "recall": float(recall[i]),
+                  "f1": float(f1[i]), "support": int(support[i])} for i in classes]
+    metrics = {
+        "test_loss": float(skm.log_loss(labels, probabilities, labels=classes)),
+        "test_accuracy": float(skm.accuracy_score(labels, predicted)),
+        "test_macro_f1": float(skm.f1_score(labels, predicted, average="macro", zero_division=0)),
+        "test_size": float(len(labels)),
+    }
+    confusion = skm.confusion_matrix(labels, predicted, labels=classes)
+    return Evaluation(metrics, per_class, confusion, predicted)
+
+
+def figures(evaluation: Evaluation, images: np.ndarray, labels: np.ndarray) -> dict:
+    """The confusion matrix and a grid of the first misclassified test images, by file name."""
+    wrong = np.flatnonzero(evaluation.predicted != labels)[:MISCLASSIFIED_SHOWN]
+    return {
+        "confusion-matrix.png": plots.confusion_figure(evaluation.confusion, CLASS_NAMES),
+        "misclassified.png": plots.misclassified_figure(images[wrong], labels[wrong],
+                                                        evaluation.predicted[wrong], CLASS_NAMES),
+    }

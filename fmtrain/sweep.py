@@ -1,0 +1,99 @@
+"""Run several configurations as nested child runs of one parent run, then compare them.
+
+Each child is made by the same ``train_run`` as ``fmtrain train``, so a child and a single run
+hold the same params, metrics and artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fmtrain import comparison, configs, data
+
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass
+class SweepOutcome:
+    """A finished sweep: the parent run, the summary rows, the best row and the failures."""
+
+    parent_run_id: str
+    rows: list[dict]
+    best: dict | None
+    failures: list[str] = field(default_factory=list)
+    registered_version: str | None = None
+
+
+def parse_names(text: str | None) -> list[str]:
+    """``a,b,c`` (or ``all``/nothing for every configuration) as a list of known names."""
+    if not text or text.strip() == "all":
+        return list(configs.CONFIGS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in configs.CONFIGS]
+    if unknown or not names:
+        raise ValueError(f"unknown configuration {', '.join(unknown) or repr(text)}; "
+                         f"choose from: {', '.join(configs.CONFIGS)}")
+    return names
+
+
+def run_sweep(names: list[str], overrides: dict[str, str], *, data_dir=None, experiment=None,
+              register_best: str | None = None, verbose: int = 0,
+              echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Train each of ``names`` with ``overrides`` as a child of one parent run.
+
+    A configuration that fails (say, an override it cannot take) leaves its child FAILED and
+    the sweep goes on; Ctrl-C stops it, leaving every run ended.
+    """
+    from fmtrain.tracking import runs, store, sweeps
+
+    typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
+    splits = data.load_splits(data_dir, typed.get("limit") or 0)
+    runs.use_experiment(experiment)
+    failures = []
+    with sweeps.parent_run(names, overrides) as parent_id:
+        child_ids = []
+        for index, name in enumerate(names, start=1):
+            start = time.perf_counter()
+            try:
+                config = configs.resolve(name, typed)
+            except ValueError as error:
+                child_ids.append(sweeps.failed_child(name, error))
+                failures.append(name)
+                echo(f"[{index}/{len(names)}] {name} ... FAILED: {error}")
+                continue
+            try:
+                outcome = runs.train_run(config, name, splits, nested=True, verbose=verbose)
+            except Exception as error:  # noqa: BLE001 - the child is FAILED; the sweep goes on
+                child_ids.append(runs.last_run_id())
+                failures.append(name)
+                echo(f"[{index}/{len(names)}] {name} ... FAILED: {runs.describe_error(error)}")
+                continue
+            child_ids.append(outcome.run_id)
+            echo(f"[{index}/{len(names)}] {name} ... val_loss "
+                 f"{outcome.result.metrics['final_val_loss']:.3f}, {time.perf_counter() - start:.0f} s")
+        records = store.fetch_records(child_ids)
+        rows = comparison.summary_rows(records)
+        best = comparison.best_row(rows)
+        sweeps.log_comparison(parent_id, comparison.figure(records), comparison.to_csv(rows),
+                              comparison.to_markdown(rows), best and best["run_id"],
+                              best and best["config"])
+    result = SweepOutcome(parent_id, rows, best, failures)
+    if register_best and best:
+        from fmtrain import registry
+
+        result.registered_version = registry.register(best["run_id"], register_best,
+                                                      alias=CHAMPION_ALIAS).version
+    return result
+
+
+def compare(run_ids: list[str]) -> tuple[list[dict], object]:
+    """Summary rows and figure for a sweep's parent run id, or for several run ids."""
+    from fmtrain.tracking import store
+
+    if len(run_ids) == 1:
+        children = store.child_run_ids(run_ids[0])
+        run_ids = children or run_ids
+    records = store.fetch_records(run_ids)
+    return comparison.summary_rows(records), comparison.figure(records)

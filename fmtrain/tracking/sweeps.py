@@ -1,0 +1,54 @@
+"""The MLflow side of a sweep: the parent run, failed children, and the parent's comparison."""
+
+from __future__ import annotations
+
+import contextlib
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, describe_error, log_params
+
+SWEEP_TAG = "fmtrain.sweep.configs"
+BEST_TAG = "fmtrain.best_run_id"
+BEST_CONFIG_TAG = "fmtrain.best_config"
+FIGURE_FILE = "sweep-val-loss.png"
+TABLE_CSV = "sweep-summary.csv"
+TABLE_MD = "sweep-summary.md"
+
+
+@contextlib.contextmanager
+def parent_run(names: list[str], overrides: dict[str, str]):
+    """A parent run tagged with the sweep's configurations; yields its run id.
+
+    It ends FINISHED, or FAILED with the error tag if the sweep itself fails or is interrupted.
+    """
+    with mlflow.start_run(run_name="sweep", tags={SWEEP_TAG: ",".join(names)}) as run:
+        try:
+            mlflow.set_tag("mlflow.runName", "sweep")
+            log_params(MlflowClient(), run.info.run_id,
+                       {"configs": ",".join(names), **{k: str(v) for k, v in overrides.items()}})
+            yield run.info.run_id
+        except BaseException as error:
+            mlflow.set_tag(ERROR_TAG, describe_error(error))
+            raise
+
+
+def failed_child(name: str, error: BaseException) -> str:
+    """A nested run for a configuration that could not start, marked FAILED with its error."""
+    with mlflow.start_run(run_name=name, nested=True, tags={CONFIG_TAG: name}) as run:
+        mlflow.set_tag(ERROR_TAG, describe_error(error))
+    MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
+
+
+def log_comparison(run_id: str, figure, table_csv: str, table_md: str,
+                   best_run_id: str | None, best_config: str | None) -> None:
+    """Log the comparison figure, the summary tables and the best child on ``run_id``."""
+    client = MlflowClient()
+    client.log_figure(run_id, figure, FIGURE_FILE)
+    client.log_text(run_id, table_csv, TABLE_CSV)
+    client.log_text(run_id, table_md, TABLE_MD)
+    if best_run_id:
+        client.set_tag(run_id, BEST_TAG, best_run_id)
+        client.set_tag(run_id, BEST_CONFIG_TAG, best_config)
