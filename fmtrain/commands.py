@@ -182,9 +182,12 @@ def _fail_fast_on_unreachable_store() -> None:
 
 
 def _calm_frameworks() -> None:
-    # TensorFlow's C++ start-up notices and retracing warnings say nothing a user can act on;
+    # TensorFlow's start-up notices and retracing warnings say nothing a user can act on;
     # FMTRAIN_DEBUG=1 keeps them.
     if os.environ.get("FMTRAIN_DEBUG"):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Creating or upgrading the sqlite store's tables is routine, not news.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,85 @@
+"""End to end on a real subset: `mlflow run . --env-manager local` and `fmtrain train`."""
+
+import os
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import PROJECT, all_runs
+from fmtrain import configs
+from fmtrain.cli import main
+
+ARTIFACTS = {"model-whole.keras", "model.weights.h5", "best-model.keras", "loss-curve.png",
+             "accuracy-curve.png", "history.csv", "model_summary.txt"}
+
+
+def mlflow_run(*args, store_uri, cwd):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store_uri)
+    done = subprocess.run(["mlflow", "run", str(PROJECT), "--env-manager", "local", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_dir):
+    mlflow_run("-P", "config=early-stopping", "-P", "limit=2000", "-P", "epochs=5", "-P", "patience=1",
+               "-P", f"data_dir={real_data_dir}", "--experiment-name", "fashion-mnist",
+               store_uri=store, cwd=tmp_path)
+    (run,) = all_runs()
+    assert run.info.status == "FINISHED" and run.info.run_name == "early-stopping"
+    assert run.data.tags["fmtrain.config"] == "early-stopping"
+    params = run.data.params
+    expected = configs.resolve("early-stopping", {"limit": 2000, "epochs": 5, "patience": 1}).to_params()
+    for key, value in expected.items():  # -P values and resolved settings agree, one name each
+        assert configs.parse_value(key, params[key]) == configs.parse_value(key, value), key
+    assert params["train_size"] == "2000" and params["val_size"] == "500"
+    assert params["data_source"] == str(real_data_dir) and params["opt_name"] == "adam"
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    metrics = run.data.metrics
+    epochs_run = int(metrics["epochs_run"])
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert steps[:epochs_run] == list(range(epochs_run)), key
+    assert metrics["stopped_epoch"] == epochs_run - 1
+    val_loss = [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")][:epochs_run]
+    assert metrics["best_epoch"] == int(np.argmin(val_loss))
+    assert metrics["final_val_loss"] == pytest.approx(min(val_loss), rel=1e-4)  # best weights kept
+    assert metrics["reload_weights_val_accuracy"] == metrics["model_val_accuracy"] == \
+        metrics["reload_whole_val_accuracy"]
+    assert metrics["final_val_accuracy"] > 0.7
+    assert metrics["best_checkpoint_val_loss"] == pytest.approx(min(val_loss), rel=1e-4)
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert ARTIFACTS <= artifacts
+    history = client.download_artifacts(run.info.run_id, "history.csv", str(tmp_path))
+    lines = open(history).read().splitlines()
+    assert lines[0].split(",")[0] == "epoch" and len(lines) == epochs_run + 1
+
+    import mlflow
+
+    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    whole = keras.models.load_model(client.download_artifacts(run.info.run_id, "model-whole.keras", str(tmp_path)))
+    probe = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(probe, verbose=0), whole.predict(probe, verbose=0), rtol=1e-6)
+    logged = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert logged.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 28, 28)
+
+
+def test_fmtrain_train_logs_the_same_params_as_mlflow_run(store, real_data_dir, capsys):
+    assert main(["train", "--config", "rmsprop-5", "--limit", "1000", "--epochs", "2",
+                 "--data-dir", str(real_data_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(rmsprop-5): 2 epochs, stopped_epoch 1" in out and "equal to the model in memory" in out
+    (run,) = all_runs()
+    assert set(configs.DEFAULT.to_params()) <= set(run.data.params)
+    assert run.data.params["validation"] == "false" and run.data.params["optimizer"] == "rmsprop"
+    from mlflow.tracking import MlflowClient
+
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert ARTIFACTS - {"best-model.keras"} <= artifacts and "best-model.keras" not in artifacts
+    assert run.data.metrics["stopped_epoch"] == 1 and run.data.metrics["reload_checks_passed"] == 1.0
