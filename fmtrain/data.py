@@ -2,8 +2,8 @@
 
 Sources, in order: an explicit directory (``--data_dir`` or ``FMTRAIN_DATA_DIR``), the Debian
 package ``dataset-fashion-mnist``'s directory, then Keras's own downloading loader.
-Images stay uint8 until split, then become float32 in [0, 1]: the same values the chapter's
-float64 ``/ 255.0`` gives once Keras casts it, at a quarter of the memory.
+Images stay uint8 (a quarter of float32's memory); ``scale`` turns them into float32 in [0, 1],
+the same values the chapter's float64 ``/ 255.0`` gives once Keras casts it to float32.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Splits:
-    """Training and validation arrays (float32 images in [0, 1], uint8 labels)."""
+    """Training and validation arrays: uint8 images (``scale`` them for a model) and labels."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -144,8 +144,7 @@ def load_splits(data_dir=None, limit: int = 0) -> Splits:
     arrays, source = load_raw(data_dir)
     images, labels = arrays["train_images"], arrays["train_labels"]
     train_idx, val_idx = split_indices(labels, limit)
-    return Splits(scale(images[train_idx]), labels[train_idx],
-                  scale(images[val_idx]), labels[val_idx], source)
+    return Splits(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx], source)
 
 
 def load_test(data_dir=None) -> tuple[np.ndarray, np.ndarray, str]:

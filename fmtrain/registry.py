@@ -39,23 +39,14 @@ def register(run_id: str, name: str, alias: str | None = None):
     client = MlflowClient()
     with _not_found(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
         run = client.get_run(run_id)
-    models = [m for m in _logged_models(client, run) if m.name == MODEL_NAME]
-    if not models:
+    if not client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                       filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'"):
         raise RegistryError(f"run {run_id} has no logged model {MODEL_NAME!r} to register")
-    version = mlflow.register_model(models[-1].model_uri, name,
-                                     tags={"fmtrain.config": run.data.tags.get("fmtrain.config", "")})
-    # register_model with a models:/m-... URI leaves run_id empty on some stores; name it too.
-    client.set_model_version_tag(name, version.version, "run_id", run_id)
+    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name,
+                                    tags={"fmtrain.config": run.data.tags.get("fmtrain.config", "")})
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return version
-
-
-def _logged_models(client: MlflowClient, run):
-    return client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run.info.run_id}'",
-    )
 
 
 def resolve(model_uri: str) -> ResolvedModel:

@@ -15,12 +15,15 @@ import keras
 import numpy as np
 
 from fmtrain.configs import TrainConfig
-from fmtrain.data import Splits
+from fmtrain.data import Splits, scale
 from fmtrain.model import build_callbacks, build_model
 
 WHOLE_MODEL_FILE = "model-whole.keras"
 WEIGHTS_FILE = "model.weights.h5"
 CHECKPOINT_FILE = "best-model.keras"
+# Batch size for predict/evaluate after training: results do not depend on it beyond float
+# rounding, and the chapter's 32 makes each freshly loaded model trace 375 small steps.
+EVAL_BATCH_SIZE = 1024
 
 
 @dataclass
@@ -68,12 +71,19 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     model = build_model(config)
     timer = _EpochTimer()
     callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + [timer]
-    validation = (splits.x_val, splits.y_val) if config.validation else None
+    batches = scaled_batches(splits.x_train, splits.y_train, config.batch_size, shuffle=True)
+    validation = (scaled_batches(splits.x_val, splits.y_val, config.batch_size, shuffle=False)
+                  if config.validation else None)
     start = time.perf_counter()
-    history = model.fit(splits.x_train, splits.y_train, epochs=config.epochs,
-                        batch_size=config.batch_size, validation_data=validation,
-                        callbacks=callbacks, verbose=verbose)
+    with warnings.catch_warnings():
+        # The batches are shuffled already (fit's shuffle=True stays, as autolog records it), and
+        # a last call of steps_per_execution steps that finds fewer batches left is expected.
+        warnings.filterwarnings("ignore", message=".*shuffle=True. was passed, but will be ignored")
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(batches, epochs=config.epochs, validation_data=validation,
+                            callbacks=callbacks, verbose=verbose)
     fit_seconds = time.perf_counter() - start
+    x_val, y_val = scale(splits.x_val), splits.y_val
 
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     watched = curves["val_loss" if config.validation else "loss"]
@@ -81,17 +91,33 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
                          best_epoch=int(np.argmin(watched)),
                          early_stopped=len(watched) < config.epochs, fit_seconds=fit_seconds,
                          epoch_seconds=timer.seconds)
-    result.metrics.update(_final_metrics(result, splits))
+    result.metrics.update(_final_metrics(result, x_val, y_val))
     with warnings.catch_warnings():
         # A reloaded model builds its optimizer lazily, so Keras warns that it skipped the saved
         # optimizer variables; the checks only predict and evaluate, which never use them.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        result.files = save_and_check(model, config, splits, workdir, result.metrics)
+        result.files = save_and_check(model, config, x_val, y_val, workdir, result.metrics)
     return result
 
 
-def _final_metrics(result: TrainResult, splits: Splits) -> dict[str, float]:
-    loss, accuracy = result.model.evaluate(splits.x_val, splits.y_val, verbose=0)
+def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool):
+    """The batches ``fit()`` makes from arrays, built from uint8 images scaled per batch.
+
+    Given arrays, Keras copies them whole into its tf.data pipeline; given the uint8 images and
+    scaling each batch, the pipeline holds a quarter of the memory. The values are the same
+    (float32 x / 255 equals the chapter's float64 x / 255.0 cast to float32), and Keras's own
+    ArrayDataAdapter draws the same shuffle and batches as fit() does for arrays; a test checks
+    that the losses match the chapter's plain code epoch by epoch.
+    """
+    import tensorflow as tf
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    adapter = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle)
+    return adapter.get_tf_dataset().map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+
+
+def _final_metrics(result: TrainResult, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+    loss, accuracy = result.model.evaluate(x_val, y_val, batch_size=EVAL_BATCH_SIZE, verbose=0)
     steady = result.epoch_seconds[1:] or result.epoch_seconds
     return {
         "final_val_loss": float(loss),
@@ -106,23 +132,23 @@ def _final_metrics(result: TrainResult, splits: Splits) -> dict[str, float]:
 
 def argmax_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
     """The chapter's check: mean of argmax(predict) == label."""
-    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+    predicted = np.argmax(model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0), axis=-1)
     return float(np.mean(predicted == labels))
 
 
-def save_and_check(model, config, splits, workdir: Path, metrics: dict) -> dict[str, Path]:
+def save_and_check(model, config, x_val, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
     """``save()`` and ``save_weights()``, then reload both ways (and the best checkpoint)
     and record each one's validation accuracy in ``metrics``. Returns the files written."""
     files = {"whole_model": workdir / WHOLE_MODEL_FILE, "weights": workdir / WEIGHTS_FILE}
     model.save(files["whole_model"])
     model.save_weights(files["weights"])
 
-    metrics["model_val_accuracy"] = argmax_accuracy(model, splits.x_val, splits.y_val)
+    metrics["model_val_accuracy"] = argmax_accuracy(model, x_val, y_val)
     fresh = build_model(config)
     fresh.load_weights(files["weights"])
-    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, splits.x_val, splits.y_val)
+    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, x_val, y_val)
     whole = keras.models.load_model(files["whole_model"])
-    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, splits.x_val, splits.y_val)
+    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, x_val, y_val)
     metrics["reload_checks_passed"] = float(
         metrics["reload_weights_val_accuracy"] == metrics["model_val_accuracy"]
         == metrics["reload_whole_val_accuracy"])
@@ -131,7 +157,7 @@ def save_and_check(model, config, splits, workdir: Path, metrics: dict) -> dict[
     if config.checkpoint and checkpoint.exists():
         files["best_checkpoint"] = checkpoint
         best = keras.models.load_model(checkpoint)
-        loss, accuracy = best.evaluate(splits.x_val, splits.y_val, verbose=0)
+        loss, accuracy = best.evaluate(x_val, y_val, batch_size=EVAL_BATCH_SIZE, verbose=0)
         metrics["best_checkpoint_val_loss"] = float(loss)
         metrics["best_checkpoint_val_accuracy"] = float(accuracy)
     return files

@@ -79,6 +79,6 @@ def test_limit_is_a_stratified_subset_in_the_same_proportion():
 def test_real_data_has_the_chapters_shapes(real_data_dir):
     splits = data.load_splits(real_data_dir)
     assert splits.x_train.shape == (48000, 28, 28) and splits.x_val.shape == (12000, 28, 28)
-    assert splits.x_train.dtype == np.float32 and 0 <= splits.x_train.min() and splits.x_train.max() <= 1
+    assert splits.x_train.dtype == np.uint8 and data.scale(splits.x_val).max() == 1.0
     images, labels, _ = data.load_test(real_data_dir)
     assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from fmtrain import configs, plots
 from fmtrain.configs import TrainConfig
-from fmtrain.data import Splits
+from fmtrain.data import Splits, scale
 
 DEFAULT_EXPERIMENT = "fashion-mnist"
 CONFIG_TAG = "fmtrain.config"
@@ -138,7 +138,7 @@ def _log_model(model, splits: Splits) -> str:
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    example = splits.x_val[:3]
+    example = scale(splits.x_val[:3])
     signature = infer_signature(example, model.predict(example, verbose=0))
     # Explicit requirements skip MLflow's slow inference (it re-imports the model in a subprocess).
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
