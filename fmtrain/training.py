@@ -80,8 +80,10 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         # a last call of steps_per_execution steps that finds fewer batches left is expected.
         warnings.filterwarnings("ignore", message=".*shuffle=True. was passed, but will be ignored")
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(batches, epochs=config.epochs, validation_data=validation,
-                            callbacks=callbacks, verbose=verbose)
+        # batch_size is the batches' own size, passed so that autolog records it as it would for
+        # arrays (Keras ignores it for a dataset).
+        history = model.fit(batches, epochs=config.epochs, batch_size=config.batch_size,
+                            validation_data=validation, callbacks=callbacks, verbose=verbose)
     fit_seconds = time.perf_counter() - start
     x_val, y_val = scale(splits.x_val), splits.y_val
 

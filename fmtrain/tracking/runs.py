@@ -62,8 +62,7 @@ def train_run(config: TrainConfig, name: str, splits: Splits, *, register_as: st
             # The tensorflow flavor is the one that logs stopped_epoch/restored_epoch. Models,
             # checkpoints and datasets are left out here: fmtrain logs the kept model once
             # itself, with the chapter's own best checkpoint, and per-epoch work stays light.
-            mlflow.tensorflow.autolog(log_models=False, checkpoint=False, log_datasets=False,
-                                      silent=True)
+            mlflow.tensorflow.autolog(log_models=False, checkpoint=False, log_datasets=False)
             with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:
                 result = training.train(config, splits, workdir, verbose=verbose)
                 _log_result(client, run.info.run_id, result, splits)
