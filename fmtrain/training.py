@@ -6,6 +6,7 @@ values and the paths of the files it wrote, and the tracking module decides what
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import keras
 import numpy as np
 
 from fmtrain.configs import TrainConfig
-from fmtrain.data import Splits, scale
+from fmtrain.data import Splits
 from fmtrain.model import build_callbacks, build_model
 
 WHOLE_MODEL_FILE = "model-whole.keras"
@@ -75,17 +76,15 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     validation = (scaled_batches(splits.x_val, splits.y_val, config.batch_size, shuffle=False)
                   if config.validation else None)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # The batches are shuffled already (fit's shuffle=True stays, as autolog records it), and
-        # a last call of steps_per_execution steps that finds fewer batches left is expected.
-        warnings.filterwarnings("ignore", message=".*shuffle=True. was passed, but will be ignored")
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
+    with _known_keras_warnings_ignored():
         # batch_size is the batches' own size, passed so that autolog records it as it would for
         # arrays (Keras ignores it for a dataset).
         history = model.fit(batches, epochs=config.epochs, batch_size=config.batch_size,
                             validation_data=validation, callbacks=callbacks, verbose=verbose)
     fit_seconds = time.perf_counter() - start
-    x_val, y_val = scale(splits.x_val), splits.y_val
+    # The checks after training read the validation images through the same uint8 pipeline,
+    # in large batches, so no float copy of them is ever made.
+    val_batches = scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
 
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     watched = curves["val_loss" if config.validation else "loss"]
@@ -93,13 +92,24 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
                          best_epoch=int(np.argmin(watched)),
                          early_stopped=len(watched) < config.epochs, fit_seconds=fit_seconds,
                          epoch_seconds=timer.seconds)
-    result.metrics.update(_final_metrics(result, x_val, y_val))
+    with _known_keras_warnings_ignored():
+        result.metrics.update(_final_metrics(result, val_batches))
+        result.files = save_and_check(model, config, val_batches, splits.y_val, workdir, result.metrics)
+    return result
+
+
+@contextlib.contextmanager
+def _known_keras_warnings_ignored():
+    """Hide Keras warnings that are expected here and say nothing a user can act on."""
     with warnings.catch_warnings():
-        # A reloaded model builds its optimizer lazily, so Keras warns that it skipped the saved
+        # The batches are shuffled already (fit's shuffle=True stays, as autolog records it).
+        warnings.filterwarnings("ignore", message=".*shuffle=True. was passed, but will be ignored")
+        # A last call of steps_per_execution steps that finds fewer batches left is expected.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        # A reloaded model builds its optimizer lazily, so Keras says it skipped the saved
         # optimizer variables; the checks only predict and evaluate, which never use them.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        result.files = save_and_check(model, config, x_val, y_val, workdir, result.metrics)
-    return result
+        yield
 
 
 def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool):
@@ -118,8 +128,8 @@ def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuf
     return adapter.get_tf_dataset().map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
 
 
-def _final_metrics(result: TrainResult, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
-    loss, accuracy = result.model.evaluate(x_val, y_val, batch_size=EVAL_BATCH_SIZE, verbose=0)
+def _final_metrics(result: TrainResult, val_batches) -> dict[str, float]:
+    loss, accuracy = result.model.evaluate(val_batches, verbose=0)
     steady = result.epoch_seconds[1:] or result.epoch_seconds
     return {
         "final_val_loss": float(loss),
@@ -132,25 +142,25 @@ def _final_metrics(result: TrainResult, x_val: np.ndarray, y_val: np.ndarray) ->
     }
 
 
-def argmax_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
-    """The chapter's check: mean of argmax(predict) == label."""
-    predicted = np.argmax(model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0), axis=-1)
+def argmax_accuracy(model: keras.Model, batches, labels: np.ndarray) -> float:
+    """The chapter's check: mean of argmax(predict) == label, over unshuffled ``batches``."""
+    predicted = np.argmax(model.predict(batches, verbose=0), axis=-1)
     return float(np.mean(predicted == labels))
 
 
-def save_and_check(model, config, x_val, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
+def save_and_check(model, config, val_batches, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
     """``save()`` and ``save_weights()``, then reload both ways (and the best checkpoint)
     and record each one's validation accuracy in ``metrics``. Returns the files written."""
     files = {"whole_model": workdir / WHOLE_MODEL_FILE, "weights": workdir / WEIGHTS_FILE}
     model.save(files["whole_model"])
     model.save_weights(files["weights"])
 
-    metrics["model_val_accuracy"] = argmax_accuracy(model, x_val, y_val)
+    metrics["model_val_accuracy"] = argmax_accuracy(model, val_batches, y_val)
     fresh = build_model(config)
     fresh.load_weights(files["weights"])
-    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, x_val, y_val)
+    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, val_batches, y_val)
     whole = keras.models.load_model(files["whole_model"])
-    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, x_val, y_val)
+    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, val_batches, y_val)
     metrics["reload_checks_passed"] = float(
         metrics["reload_weights_val_accuracy"] == metrics["model_val_accuracy"]
         == metrics["reload_whole_val_accuracy"])
@@ -159,7 +169,7 @@ def save_and_check(model, config, x_val, y_val, workdir: Path, metrics: dict) ->
     if config.checkpoint and checkpoint.exists():
         files["best_checkpoint"] = checkpoint
         best = keras.models.load_model(checkpoint)
-        loss, accuracy = best.evaluate(x_val, y_val, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        loss, accuracy = best.evaluate(val_batches, verbose=0)
         metrics["best_checkpoint_val_loss"] = float(loss)
         metrics["best_checkpoint_val_accuracy"] = float(accuracy)
     return files

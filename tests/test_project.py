@@ -6,6 +6,7 @@ import subprocess
 import keras
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import PROJECT, all_runs
 from fmtrain import configs
@@ -36,8 +37,6 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
         assert configs.parse_value(key, params[key]) == configs.parse_value(key, value), key
     assert params["train_size"] == "2000" and params["val_size"] == "500"
     assert params["data_source"] == str(real_data_dir) and params["opt_name"] == "adam"
-
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     metrics = run.data.metrics
@@ -72,13 +71,14 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
 
 def test_fmtrain_train_logs_the_same_params_as_mlflow_run(store, real_data_dir, capsys):
     assert main(["train", "--config", "rmsprop-5", "--limit", "1000", "--epochs", "2",
-                 "--data-dir", str(real_data_dir), "--quiet"]) == 0
+                 "--data-dir", str(real_data_dir), "--quiet", "--register-as", "fm"]) == 0
     out = capsys.readouterr().out
     assert "(rmsprop-5): 2 epochs, stopped_epoch 1" in out and "equal to the model in memory" in out
     (run,) = all_runs()
+    assert "registered as version 1" in out
+    assert MlflowClient().get_model_version("fm", "1").run_id == run.info.run_id
     assert set(configs.DEFAULT.to_params()) <= set(run.data.params)
     assert run.data.params["validation"] == "false" and run.data.params["optimizer"] == "rmsprop"
-    from mlflow.tracking import MlflowClient
 
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert ARTIFACTS - {"best-model.keras"} <= artifacts and "best-model.keras" not in artifacts

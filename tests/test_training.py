@@ -59,9 +59,18 @@ def test_speed_ups_leave_the_mathematics_unchanged(tiny_data_dir, tmp_path):
         arrays["train_images"] / 255.0, arrays["train_labels"], test_size=0.2, random_state=42)
     config = configs.resolve("dropout", {"epochs": "3"})
     keras.utils.set_random_seed(config.seed)
-    plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                              keras.layers.Dense(100, activation="relu"), keras.layers.Dropout(0.3),
-                              keras.layers.Dense(10, activation="softmax")])
+
+    def model_fn(a_layer=None):  # the chapter's own code
+        model = keras.Sequential()
+        model.add(keras.Input(shape=(28, 28)))
+        model.add(keras.layers.Flatten())
+        model.add(keras.layers.Dense(100, activation="relu"))
+        if a_layer:
+            model.add(a_layer)
+        model.add(keras.layers.Dense(10, activation="softmax"))
+        return model
+
+    plain = model_fn(keras.layers.Dropout(0.3))
     plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     chapter = plain.fit(x_train, y_train, epochs=3, verbose=0, validation_data=(x_val, y_val)).history
 
