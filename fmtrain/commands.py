@@ -98,11 +98,10 @@ def sweep(args: argparse.Namespace) -> int:
     from fmtrain import comparison
     from fmtrain import sweep as sweeping
 
-    names = sweeping.parse_names(args.configs)
-    outcome = sweeping.run_sweep(names, overrides_from(args), data_dir=args.data_dir,
+    outcome = sweeping.run_sweep(args.configs, overrides_from(args), data_dir=args.data_dir,
                                  experiment=args.experiment, register_best=args.register_best,
                                  verbose=0 if args.quiet else 2)
-    print(f"\nsweep {outcome.parent_run_id}: {len(names)} configurations\n")
+    print(f"\nsweep {outcome.parent_run_id}: {len(outcome.rows)} configurations\n")
     print(comparison.to_markdown(outcome.rows))
     if outcome.best:
         print(f"best: {outcome.best['config']} (run {outcome.best['run_id']}, "

@@ -38,21 +38,23 @@ def parse_names(text: str | None) -> list[str]:
     return names
 
 
-def run_sweep(names: list[str], overrides: dict[str, str], *, data_dir=None, experiment=None,
+def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None, experiment=None,
               register_best: str | None = None, verbose: int = 0,
               echo: Callable[[str], None] = print) -> SweepOutcome:
-    """Train each of ``names`` with ``overrides`` as a child of one parent run.
+    """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides``,
+    each as a child of one parent run.
 
     A configuration that fails (say, an override it cannot take) leaves its child FAILED and
     the sweep goes on; Ctrl-C stops it, leaving every run ended.
     """
     from fmtrain.tracking import runs, store, sweeps
 
+    names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
     runs.use_experiment(experiment)
     failures = []
-    with sweeps.parent_run(names, overrides) as parent_id:
+    with sweeps.parent_run(names, requested or "all", overrides) as parent_id:
         child_ids = []
         for index, name in enumerate(names, start=1):
             start = time.perf_counter()

@@ -108,3 +108,21 @@ def test_ctrl_c_leaves_no_run_running(store, tmp_path, real_data_dir):
     runs = all_runs()
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     assert {r.data.tags.get("fmtrain.error") for r in runs} == {"interrupted (Ctrl-C)"}
+
+
+def test_parent_keeps_the_configs_param_mlflow_run_logged(store, monkeypatch):
+    """Under `mlflow run -e sweep`, MLflow logs `configs=all` before fmtrain starts."""
+    import mlflow
+
+    from fmtrain import configs as configurations
+    from fmtrain.tracking import sweeps
+
+    mlflow.set_experiment("fashion-mnist")
+    existing = MlflowClient().create_run(mlflow.get_experiment_by_name("fashion-mnist").experiment_id)
+    MlflowClient().log_param(existing.info.run_id, "configs", "all")
+    monkeypatch.setenv("MLFLOW_RUN_ID", existing.info.run_id)
+    with sweeps.parent_run(list(configurations.CONFIGS), "all", {"epochs": "2"}) as parent_id:
+        assert parent_id == existing.info.run_id
+    (run,) = all_runs()
+    assert run.data.params == {"configs": "all", "epochs": "2"}
+    assert run.data.tags["fmtrain.sweep.configs"] == ",".join(configurations.CONFIGS)

@@ -18,8 +18,11 @@ TABLE_MD = "sweep-summary.md"
 
 
 @contextlib.contextmanager
-def parent_run(names: list[str], overrides: dict[str, str]):
+def parent_run(names: list[str], requested: str, overrides: dict[str, str]):
     """A parent run tagged with the sweep's configurations; yields its run id.
+
+    ``requested`` is the configurations as the user gave them (``all``, say): under
+    ``mlflow run -e sweep`` MLflow has logged that text as the param ``configs`` already.
 
     It ends FINISHED, or FAILED with the error tag if the sweep itself fails or is interrupted.
     """
@@ -27,7 +30,7 @@ def parent_run(names: list[str], overrides: dict[str, str]):
         try:
             mlflow.set_tag("mlflow.runName", "sweep")
             log_params(MlflowClient(), run.info.run_id,
-                       {"configs": ",".join(names), **{k: str(v) for k, v in overrides.items()}})
+                       {"configs": requested, **{k: str(v) for k, v in overrides.items()}})
             yield run.info.run_id
         except BaseException as error:
             mlflow.set_tag(ERROR_TAG, describe_error(error))
