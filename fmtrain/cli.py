@@ -38,10 +38,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no Keras progress output (otherwise a line per epoch)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with whole option names only and a one-line error."""
+
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--epoch` must not quietly mean `--epochs` (one name per setting).
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"fmtrain: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fmtrain",
-        description="The Fashion-MNIST chapter's Keras experiments as MLflow runs.")
+    """The parser of every subcommand and option."""
+    parser = _Parser(prog="fmtrain",
+                     description="The Fashion-MNIST chapter's Keras experiments as MLflow runs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("configs", help="list the configurations and what each changes")
@@ -80,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_dir", "--data-dir", default=None, help="as for train")
     evaluate.add_argument("--experiment", default=None, help="as for train")
     return parser
-
-
-def overrides_from(args: argparse.Namespace) -> dict[str, str]:
-    """The settings given on the command line, as text keyed by field name."""
-    return {k.name: getattr(args, k.name) for k in configs.knobs() if getattr(args, k.name) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,30 +12,29 @@ import os
 import sys
 
 from fmtrain import configs
-from fmtrain.cli import overrides_from
 
 
 def is_user_error(error: Exception) -> bool:
-    """Whether ``error`` comes from the user's input or environment, not from a bug."""
-    from mlflow.exceptions import MlflowException
+    """Bad input or an unusable store, met before any run existed: exit status 2."""
+    from fmtrain.tracking import runs
 
-    return isinstance(error, (ValueError, OSError, MlflowException))
+    return runs.is_input_error(error)
 
 
 def describe(error: Exception) -> str:
-    """One line for a person: the first line of the error's message."""
-    text = str(error).strip() or type(error).__name__
-    if hasattr(error, "message"):  # MlflowException keeps the useful text here
-        text = str(error.message).strip() or text
-    if "Max retries exceeded" in text or "Connection refused" in text:
-        import mlflow
+    """One line for a person about ``error``."""
+    from fmtrain.tracking import runs
 
-        return (f"tracking store {mlflow.get_tracking_uri()} cannot be reached; start it or point "
-                "MLFLOW_TRACKING_URI at one that runs")
-    return text.splitlines()[0]
+    return runs.describe_for_person(error)
 
 
-def list_configs(args: argparse.Namespace) -> int:
+def overrides_from(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given on the command line, as text keyed by field name."""
+    return {k.name: getattr(args, k.name) for k in configs.knobs() if getattr(args, k.name) is not None}
+
+
+def configs_command(args: argparse.Namespace) -> int:
+    """List the configurations and what each changes."""
     width = max(map(len, configs.CONFIGS))
     print(f"{'configuration':<{width}}  what it reproduces / what it changes from the default")
     for name, (summary, _) in configs.CONFIGS.items():
@@ -47,7 +46,8 @@ def list_configs(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace) -> int:
+    """Train one configuration as one run and report it."""
     from fmtrain import data
     from fmtrain.tracking import runs
 
@@ -83,7 +83,8 @@ def run_report(name: str, outcome) -> str:
     return "\n".join(lines)
 
 
-def register(args: argparse.Namespace) -> int:
+def register_command(args: argparse.Namespace) -> int:
+    """Register a run's model as a new version, optionally with an alias."""
     from fmtrain import registry
 
     version = registry.register(args.run_id, args.name, args.alias)
@@ -94,11 +95,11 @@ def register(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep(args: argparse.Namespace) -> int:
-    from fmtrain import comparison
-    from fmtrain import sweep as sweeping
+def sweep_command(args: argparse.Namespace) -> int:
+    """Run a sweep, print its table; exit 1 if a configuration failed."""
+    from fmtrain import comparison, sweep
 
-    outcome = sweeping.run_sweep(args.configs, overrides_from(args), data_dir=args.data_dir,
+    outcome = sweep.run_sweep(args.configs, overrides_from(args), data_dir=args.data_dir,
                                  experiment=args.experiment, register_best=args.register_best,
                                  verbose=0 if args.quiet else 2)
     print(f"\nsweep {outcome.parent_run_id}: {len(outcome.rows)} configurations\n")
@@ -108,7 +109,7 @@ def sweep(args: argparse.Namespace) -> int:
               f"val_loss {outcome.best['final_val_loss']:.4f})")
     if outcome.registered_version:
         print(f"registered as {args.register_best} version {outcome.registered_version}, "
-              f"alias {sweeping.CHAMPION_ALIAS}")
+              f"alias {sweep.CHAMPION_ALIAS}")
     if outcome.failures:
         print(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
               f"{', '.join(outcome.failures)}", file=sys.stderr)
@@ -116,36 +117,36 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
+def compare_command(args: argparse.Namespace) -> int:
+    """Rebuild a sweep's figure and tables from the store; log them only with --log."""
     from pathlib import Path
 
-    from fmtrain import comparison
-    from fmtrain import sweep as sweeping
+    from fmtrain import comparison, sweep
+    from fmtrain.tracking import sweeps as tracked_sweeps
 
     if args.log and len(args.run_ids) != 1:
         raise ValueError("--log needs exactly one run id: the sweep's parent run")
-    rows, figure = sweeping.compare(args.run_ids)
+    rows, figure = sweep.compare(args.run_ids)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    from fmtrain.tracking import sweeps as tracked
-
-    figure.savefig(output / tracked.FIGURE_FILE)
-    (output / tracked.TABLE_CSV).write_text(comparison.to_csv(rows))
-    (output / tracked.TABLE_MD).write_text(comparison.to_markdown(rows))
+    figure.savefig(output / tracked_sweeps.FIGURE_FILE)
+    (output / tracked_sweeps.TABLE_CSV).write_text(comparison.to_csv(rows))
+    (output / tracked_sweeps.TABLE_MD).write_text(comparison.to_markdown(rows))
     print(comparison.to_markdown(rows))
     print(f"figure and tables written to {output}/")
     if args.log:
         best = comparison.best_row(rows)
-        tracked.log_comparison(args.run_ids[0], figure, comparison.to_csv(rows),
+        tracked_sweeps.log_comparison(args.run_ids[0], figure, comparison.to_csv(rows),
                                comparison.to_markdown(rows), best and best["run_id"],
                                best and best["config"])
         print(f"logged on run {args.run_ids[0]}")
     return 0
 
 
-def evaluate(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Evaluate a logged or registered model on the test set as an evaluation run."""
     from fmtrain import data, evaluation, registry
-    from fmtrain.tracking import evaluation as tracked
+    from fmtrain.tracking import evaluation as tracked_evaluation
     from fmtrain.tracking import runs
 
     resolved = registry.resolve(args.model_uri)
@@ -153,7 +154,7 @@ def evaluate(args: argparse.Namespace) -> int:
     model = registry.load_keras_model(resolved.uri)
     result = evaluation.evaluate(model, images, labels)
     runs.use_experiment(args.experiment)
-    run_id = tracked.log_evaluation(resolved, result, evaluation.figures(result, images, labels), source)
+    run_id = tracked_evaluation.log_evaluation(resolved, result, evaluation.figures(result, images, labels), source)
     version = f" ({resolved.name} version {resolved.version})" if resolved.name else ""
     metrics = result.metrics
     print(f"evaluated {resolved.uri}{version} on {len(labels)} test images: "
@@ -168,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand named in ``args.command``."""
     _calm_frameworks()
     _fail_fast_on_unreachable_store()
-    handlers = {"configs": list_configs, "train": train, "sweep": sweep, "compare": compare,
-                "register": register, "evaluate": evaluate}
+    handlers = {"configs": configs_command, "train": train_command, "sweep": sweep_command,
+                "compare": compare_command, "register": register_command,
+                "evaluate": evaluate_command}
     return handlers[args.command](args)
 
 

@@ -42,7 +42,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
 
 def best_row(rows: list[dict]) -> dict | None:
     """The finished run whose kept model has the lowest validation loss (None if none)."""
-    finished = [r for r in rows if r["status"] == "FINISHED" and r["final_val_loss"] is not None]
+    finished = [r for r in rows if r["status"] == "FINISHED" and r["final_val_loss"] is not None
+                and math.isfinite(r["final_val_loss"])]  # a diverged run is never the best
     return min(finished, key=lambda r: r["final_val_loss"], default=None)
 
 
@@ -67,8 +68,9 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(rows: list[dict], columns: tuple[str, ...] = COLUMNS[:-1]) -> str:
-    """The rows as a Markdown table (figures rounded for reading; the CSV keeps them whole)."""
+def to_markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table without run ids (figures rounded; the CSV keeps them whole)."""
+    columns = COLUMNS[:-1]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(c, row[c]) for c in columns) + " |")

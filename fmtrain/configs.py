@@ -105,8 +105,8 @@ def parse_value(name: str, text) -> object:
     kinds = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     if name not in kinds:
         raise ValueError(f"unknown setting {name!r}; valid settings: {', '.join(kinds)}")
-    if not isinstance(text, str):
-        return text
+    if not isinstance(text, str):  # a typed value is checked the same way as its text
+        text = format_value(text)
     kind = kinds[name]
     raw = text.strip()
     if "None" in kind and raw.lower() in ("none", ""):

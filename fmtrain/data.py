@@ -92,22 +92,34 @@ def _find_file(directory: Path, stem: str) -> Path:
                     f"four Fashion-MNIST IDX files)")
 
 
-def load_raw(data_dir=None) -> tuple[dict[str, np.ndarray], str]:
-    """All four arrays as uint8, keyed like FILES, and a description of where they came from."""
+def load_raw(data_dir=None, kinds: tuple[str, ...] = ("train", "test")) -> tuple[dict[str, np.ndarray], str]:
+    """The uint8 arrays of ``kinds`` (``train``, ``test``), keyed like FILES, and where they
+    came from."""
     directory = locate(data_dir)
     if directory is None:
-        import keras  # only users who are online reach this path
-
-        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
-        arrays = dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
-        return arrays, "keras.datasets.fashion_mnist"
-    arrays = {key: read_idx(_find_file(directory, stem)) for key, stem in FILES.items()}
-    for kind in ("train", "test"):
+        arrays = _download()
+        return {key: value for key, value in arrays.items() if key.split("_")[0] in kinds}, \
+            "keras.datasets.fashion_mnist"
+    arrays = {key: read_idx(_find_file(directory, stem)) for key, stem in FILES.items()
+              if key.split("_")[0] in kinds}
+    for kind in kinds:
         images, labels = arrays[f"{kind}_images"], arrays[f"{kind}_labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
             raise DataError(f"{directory}: {kind} images {images.shape} and labels {labels.shape} "
                             f"do not form a 28x28 Fashion-MNIST set")
     return arrays, str(directory)
+
+
+def _download() -> dict[str, np.ndarray]:
+    import keras  # only users who are online reach this path
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # noqa: BLE001 - Keras raises a bare Exception when offline
+        raise DataError(f"no local Fashion-MNIST files and Keras could not download them "
+                        f"({str(error).splitlines()[0]}); install the Debian package "
+                        f"dataset-fashion-mnist or pass --data_dir") from None
+    return dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
 
 
 def scale(images: np.ndarray) -> np.ndarray:
@@ -141,7 +153,7 @@ def _stratified(indices: np.ndarray, labels: np.ndarray, size: int) -> np.ndarra
 
 def load_splits(data_dir=None, limit: int = 0) -> Splits:
     """The chapter's 48,000 / 12,000 split of the training images (or a stratified subset)."""
-    arrays, source = load_raw(data_dir)
+    arrays, source = load_raw(data_dir, kinds=("train",))
     images, labels = arrays["train_images"], arrays["train_labels"]
     train_idx, val_idx = split_indices(labels, limit)
     return Splits(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx], source)
@@ -149,5 +161,5 @@ def load_splits(data_dir=None, limit: int = 0) -> Splits:
 
 def load_test(data_dir=None) -> tuple[np.ndarray, np.ndarray, str]:
     """The 10,000 held-out test images (float32) and labels, never used in training."""
-    arrays, source = load_raw(data_dir)
+    arrays, source = load_raw(data_dir, kinds=("test",))
     return scale(arrays["test_images"]), arrays["test_labels"], source

@@ -44,38 +44,41 @@ def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides``,
     each as a child of one parent run.
 
-    A configuration that fails (say, an override it cannot take) leaves its child FAILED and
-    the sweep goes on; Ctrl-C stops it, leaving every run ended.
+    Settings that no configuration can take are refused before any run exists. A configuration
+    that fails (an override it alone cannot take, an error while training) leaves its child
+    FAILED and the sweep goes on; Ctrl-C stops it, leaving every run ended.
     """
     from fmtrain.tracking import runs, store, sweeps
 
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
+    resolved = {}
+    for name in names:
+        try:
+            resolved[name] = configs.resolve(name, typed)
+        except ValueError as error:
+            resolved[name] = error
+    if all(isinstance(config, ValueError) for config in resolved.values()):
+        raise resolved[names[0]]
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
     runs.use_experiment(experiment)
     failures = []
-    with sweeps.parent_run(names, requested or "all", overrides) as parent_id:
-        child_ids = []
+    normalised = {key: configs.format_value(value) for key, value in typed.items()}
+    with sweeps.parent_run(names, requested or "all", normalised) as parent_id:
         for index, name in enumerate(names, start=1):
-            start = time.perf_counter()
+            start, config = time.perf_counter(), resolved[name]
             try:
-                config = configs.resolve(name, typed)
-            except ValueError as error:
-                child_ids.append(sweeps.failed_child(name, error))
+                if isinstance(config, ValueError):
+                    sweeps.failed_child(name, config)
+                    raise config
+                outcome = runs.train_run(config, name, splits, nested=True, verbose=verbose)
+            except Exception as error:  # noqa: BLE001 - the child is FAILED; the sweep goes on
                 failures.append(name)
                 echo(f"[{index}/{len(names)}] {name} ... FAILED: {error}")
                 continue
-            try:
-                outcome = runs.train_run(config, name, splits, nested=True, verbose=verbose)
-            except Exception as error:  # noqa: BLE001 - the child is FAILED; the sweep goes on
-                child_ids.append(runs.last_run_id())
-                failures.append(name)
-                echo(f"[{index}/{len(names)}] {name} ... FAILED: {runs.describe_error(error)}")
-                continue
-            child_ids.append(outcome.run_id)
             echo(f"[{index}/{len(names)}] {name} ... val_loss "
                  f"{outcome.result.metrics['final_val_loss']:.3f}, {time.perf_counter() - start:.0f} s")
-        records = store.fetch_records(child_ids)
+        records = store.fetch_records(store.child_run_ids(parent_id))
         rows = comparison.summary_rows(records)
         best = comparison.best_row(rows)
         sweeps.log_comparison(parent_id, comparison.figure(records), comparison.to_csv(rows),
@@ -83,10 +86,8 @@ def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None
                               best and best["config"])
     result = SweepOutcome(parent_id, rows, best, failures)
     if register_best and best:
-        from fmtrain import registry
-
-        result.registered_version = registry.register(best["run_id"], register_best,
-                                                      alias=CHAMPION_ALIAS).version
+        result.registered_version = runs.register_finished(best["run_id"], register_best,
+                                                           alias=CHAMPION_ALIAS)
     return result
 
 

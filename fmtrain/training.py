@@ -7,6 +7,8 @@ values and the paths of the files it wrote, and the tracking module decides what
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -76,7 +78,7 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     validation = (scaled_batches(splits.x_val, splits.y_val, config.batch_size, shuffle=False)
                   if config.validation else None)
     start = time.perf_counter()
-    with _known_keras_warnings_ignored():
+    with _known_keras_warnings_ignored(), _ctrl_c_stops_after_the_step(model):
         # batch_size is the batches' own size, passed so that autolog records it as it would for
         # arrays (Keras ignores it for a dataset).
         history = model.fit(batches, epochs=config.epochs, batch_size=config.batch_size,
@@ -96,6 +98,31 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         result.metrics.update(_final_metrics(result, val_batches))
         result.files = save_and_check(model, config, val_batches, splits.y_val, workdir, result.metrics)
     return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_after_the_step(model: keras.Model):
+    """Turn Ctrl-C during fit() into a stop at the end of the current TensorFlow call, then a
+    KeyboardInterrupt. Interrupting TensorFlow in the middle of a call can corrupt its memory and
+    abort the process before the run is marked as ended; a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    requested = []
+
+    def stop(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        model.stop_training = True
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if requested:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -16,13 +16,36 @@ def test_help_imports_neither_tensorflow_nor_mlflow():
     assert "--dropout_rate V, --dropout-rate V" in out and out.strip().endswith("[]")
 
 
+def test_top_level_help_is_served_without_heavy_imports():
+    code = ("import sys\nfrom fmtrain.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "train     train one configuration as one MLflow run" in out and out.strip().endswith("[]")
+
+
 def test_configs_lists_every_configuration(capsys):
     assert main(["configs"]) == 0
-    out = capsys.readouterr().out
-    for name in ("rmsprop-5", "rmsprop-20", "rmsprop-val", "adam", "dropout", "save-restore",
-                 "checkpoint", "early-stopping (default)"):
-        assert name.split()[0] in out
-    assert "epochs=5, optimizer=rmsprop" in out
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:17:2]]
+    assert names == ["rmsprop-5", "rmsprop-20", "rmsprop-val", "adam", "dropout", "save-restore",
+                     "checkpoint", "early-stopping"]
+    assert lines[15].endswith("(default)") and lines[16].strip() == "nothing: it is the default"
+    assert lines[2].strip() == ("epochs=5, optimizer=rmsprop, dropout_rate=0.0, patience=none, "
+                                "validation=false, checkpoint=false")
+
+
+def test_only_the_tracking_boundary_imports_mlflow():
+    import ast
+
+    offenders = []
+    for path in (PROJECT / "fmtrain").rglob("*.py"):
+        allowed = path.parent.name == "tracking" or path.name == "registry.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "mlflow" for n in names) and not allowed:
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
 
 
 @pytest.fixture
@@ -45,7 +68,10 @@ def corrupt_dir(tmp_path, tiny_data_dir):
     (["train", "--learning-rate", "fast"], "learning_rate must be a number, got 'fast'"),
     (["train", "--data_dir", "/nonexistent/fashion"], "/nonexistent/fashion: data directory not found"),
     (["train", "--data_dir", "{corrupt}"], "train-images-idx3-ubyte.gz: cannot be read"),
+    (["train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),
     (["sweep", "--configs", "adam,nope"], "unknown configuration nope; choose from: rmsprop-5"),
+    (["sweep", "--epochs", "0"], "epochs must be at least 1, got 0"),
+    (["sweep", "--limit", "5"], "limit must be 0 (all data) or at least 40"),
     (["sweep", "--epochs", "x"], "epochs must be a whole number, got 'x'"),
     (["evaluate", "--model_uri", "models:/missing@champion"], "no registered model named 'missing'"),
     (["evaluate", "--model_uri", "s3://bucket/model"], "is not one of models:/NAME@ALIAS"),
@@ -54,7 +80,10 @@ def corrupt_dir(tmp_path, tiny_data_dir):
 ])
 def test_bad_input_gets_one_line_and_no_run(argv, message, store, corrupt_dir, capsys):
     argv = [a.replace("{corrupt}", str(corrupt_dir)) for a in argv]
-    assert main(argv) == 2
+    try:
+        assert main(argv) == 2
+    except SystemExit as exit_:  # argparse's own errors exit from inside the parser
+        assert exit_.code == 2
     err = capsys.readouterr().err
     ours = [line for line in err.splitlines() if line.startswith("fmtrain:")]
     assert len(ours) == 1 and ours[0].startswith("fmtrain: error: ") and message in ours[0], err
@@ -80,7 +109,7 @@ def test_failure_during_training_leaves_the_run_failed(store, tiny_data_dir, mon
 
     monkeypatch.setattr(training, "save_and_check", broken)
     assert main(["train", "--data_dir", str(tiny_data_dir), "--epochs", "1", "--quiet"]) == 1
-    assert "fmtrain: error: disk full while saving" in capsys.readouterr().err
+    assert "(early-stopping) failed: RuntimeError: disk full while saving" in capsys.readouterr().err
     (run,) = all_runs()
     assert run.info.status == "FAILED"
     assert run.data.tags["fmtrain.error"] == "RuntimeError: disk full while saving"

@@ -35,3 +35,8 @@ def test_figure_has_a_line_per_run_on_shared_axes():
     val_axes, train_axes = figure.axes
     assert [line.get_label() for line in train_axes.get_lines()] == ["a", "b"]
     assert val_axes.get_xlabel() == "epoch" and "validation loss" in val_axes.get_title()
+
+
+def test_a_diverged_run_is_never_the_best():
+    rows = comparison.summary_rows([record("nan", final=float("nan")), record("ok", final=2.0)])
+    assert comparison.best_row(rows)["config"] == "ok"

@@ -82,3 +82,22 @@ def test_real_data_has_the_chapters_shapes(real_data_dir):
     assert splits.x_train.dtype == np.uint8 and data.scale(splits.x_val).max() == 1.0
     images, labels, _ = data.load_test(real_data_dir)
     assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_offline_download_failure_is_one_line(monkeypatch, tmp_path):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example: None -- [Errno -3] Temporary failure")
+
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(DataError, match="Keras could not download them .*install the Debian package"):
+        data.load_splits()
+
+
+def test_training_needs_only_the_training_files(tmp_path):
+    directory = make_dataset(tmp_path / "d", 100, 10)
+    (directory / "t10k-images-idx3-ubyte.gz").unlink()
+    assert len(data.load_splits(directory).y_train) == 80

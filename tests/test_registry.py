@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs
+from conftest import PROJECT, all_runs
 from fmtrain import data
 from fmtrain.cli import main
 
@@ -48,7 +48,13 @@ def test_evaluate_by_alias_and_by_version(two_versions, store, real_data_dir, tm
     first, second = two_versions
     out = evaluate_in_fresh_process("models:/fm@champion", store, real_data_dir, tmp_path)
     assert "(fm version 2) on 10000 test images" in out
-    evaluate_in_fresh_process("models:/fm/1", store, real_data_dir, tmp_path)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # set by the in-process runs above; the name decides here
+    done = subprocess.run(["mlflow", "run", str(PROJECT), "-e", "evaluate", "--env-manager", "local",
+                           "--experiment-name", "fashion-mnist", "-P", "model_uri=models:/fm/1",
+                           "-P", f"data_dir={real_data_dir}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     evaluations = [r for r in all_runs() if "model_uri" in r.data.params]
     by_uri = {r.data.params["model_uri"]: r for r in evaluations}
     assert by_uri["models:/fm@champion"].data.params["model_version"] == "2"

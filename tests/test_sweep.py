@@ -5,7 +5,6 @@ import io
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -87,20 +86,39 @@ def test_a_failing_configuration_fails_alone(store, real_data_dir, capsys):
     assert parent.data.tags["fmtrain.best_config"] == "adam"
 
 
+def test_a_configuration_failing_while_training_fails_alone(store, real_data_dir, monkeypatch, capsys):
+    from fmtrain import training
+
+    real_train = training.train
+
+    def train_or_break(config, *args, **kwargs):
+        if config.optimizer == "rmsprop":
+            raise RuntimeError("simulated out of memory")
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", train_or_break)
+    code = main(["sweep", "--configs", "rmsprop-val,adam", "--epochs", "1", "--limit", "500",
+                 "--data_dir", str(real_data_dir), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1 and "[1/2] rmsprop-val ... FAILED: run " in captured.out
+    parent, (failed, adam) = by_parent(all_runs())
+    assert failed.info.status == "FAILED" and failed.data.tags["fmtrain.error"] == "RuntimeError: simulated out of memory"
+    assert adam.info.status == "FINISHED" and parent.info.status == "FINISHED"
+    assert "| rmsprop-val | FAILED: RuntimeError: simulated out of memory |" in captured.out
+    assert "| adam | FINISHED |" in captured.out
+
+
 def test_ctrl_c_leaves_no_run_running(store, tmp_path, real_data_dir):
     import mlflow
 
     mlflow.set_experiment("fashion-mnist")  # create the store's tables before two processes share it
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(["fmtrain", "sweep", "--configs", "rmsprop-20,adam", "--limit", "2000",
-                                "--epochs", "50", "--data_dir", str(real_data_dir), "--quiet"],
+                                "--epochs", "50", "--data_dir", str(real_data_dir)],
                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:  # wait until a child is training
-        runs = all_runs()
-        if any(r.data.tags.get("mlflow.parentRunId") and "epochs" in r.data.params for r in runs):
+    for line in process.stdout:  # Keras announces "Epoch 1/50" once the first child is training
+        if line.startswith("Epoch 1/50"):
             break
-        time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import mlflow
-from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import ERROR_TAG, describe_error, log_params
+from fmtrain.tracking.runs import tracked_run
 
 PER_CLASS_FILE = "per-class-metrics.csv"
 
@@ -13,19 +12,12 @@ PER_CLASS_FILE = "per-class-metrics.csv"
 def log_evaluation(resolved, evaluation, figures: dict, data_source: str) -> str:
     """Log an evaluation run for ``resolved`` (a registry.ResolvedModel); returns its run id."""
     name = f"evaluate {resolved.name}/v{resolved.version}" if resolved.name else "evaluate"
-    tags = {"fmtrain.evaluated_model_uri": resolved.uri}
-    with mlflow.start_run(run_name=name, tags=tags) as run:
-        try:
-            mlflow.set_tag("mlflow.runName", name)
-            params = {"model_uri": resolved.uri, "data_source": data_source,
-                      "model_name": resolved.name or "none", "model_version": resolved.version or "none",
-                      "source_run_id": resolved.run_id or "none"}
-            log_params(MlflowClient(), run.info.run_id, params)
-            mlflow.log_metrics(evaluation.metrics)
-            mlflow.log_text(evaluation.per_class_csv(), PER_CLASS_FILE)
-            for file_name, figure in figures.items():
-                mlflow.log_figure(figure, file_name)
-        except BaseException as error:
-            mlflow.set_tag(ERROR_TAG, describe_error(error))
-            raise
-    return run.info.run_id
+    params = {"model_uri": resolved.uri, "data_source": data_source,
+              "model_name": resolved.name or "none", "model_version": resolved.version or "none",
+              "source_run_id": resolved.run_id or "none"}
+    with tracked_run(name, params, tags={"fmtrain.evaluated_model_uri": resolved.uri}) as run_id:
+        mlflow.log_metrics(evaluation.metrics)
+        mlflow.log_text(evaluation.per_class_csv(), PER_CLASS_FILE)
+        for file_name, figure in figures.items():
+            mlflow.log_figure(figure, file_name)
+    return run_id

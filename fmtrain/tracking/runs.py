@@ -8,12 +8,14 @@ resolved settings it lacks are added, so a param never changes value.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
 from dataclasses import dataclass
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fmtrain import configs, plots
@@ -23,7 +25,21 @@ from fmtrain.data import Splits, scale
 DEFAULT_EXPERIMENT = "fashion-mnist"
 CONFIG_TAG = "fmtrain.config"
 ERROR_TAG = "fmtrain.error"
-MODEL_NAME = "model"
+MODEL_NAME = "model"  # the name each training run logs its model under
+# Error codes with which stores say that a run, model, version or alias does not exist.
+MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+class TrackingError(Exception):
+    """Something failed after a run was created; the message names the run."""
+
+
+class RunFailed(TrackingError):
+    """A run that started and then failed: it is marked FAILED, with the error as a tag."""
+
+    def __init__(self, run_id: str, name: str, error: BaseException):
+        self.run_id = run_id
+        super().__init__(f"run {run_id} ({name}) failed: {describe_error(error)}")
 
 
 @dataclass
@@ -43,41 +59,59 @@ def use_experiment(experiment: str | None) -> None:
     mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
 
 
+@contextlib.contextmanager
+def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None, nested: bool = False):
+    """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
+
+    An error inside ends the run FAILED with the error as the tag ``fmtrain.error`` and is raised
+    again as RunFailed; Ctrl-C ends it FAILED too and stays a KeyboardInterrupt.
+    """
+    with mlflow.start_run(run_name=name, nested=nested, tags=tags or {}) as run:
+        try:
+            log_params(MlflowClient(), run.info.run_id, params)
+            yield run.info.run_id
+        except BaseException as error:
+            mlflow.set_tag(ERROR_TAG, describe_error(error))
+            if isinstance(error, Exception) and not isinstance(error, RunFailed):
+                raise RunFailed(run.info.run_id, name, error) from error
+            raise
+
+
 def train_run(config: TrainConfig, name: str, splits: Splits, *, register_as: str | None = None,
-              verbose: int = 0, nested: bool = False, tags: dict | None = None) -> RunOutcome:
+              verbose: int = 0, nested: bool = False) -> RunOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
-    A failure inside leaves the run FAILED with the error as the tag ``fmtrain.error``.
+    Raises RunFailed (the run is FAILED) when training or logging fails.
     """
     from fmtrain import training  # TensorFlow is imported only when a run really trains
 
-    with mlflow.start_run(run_name=name, nested=nested, tags={CONFIG_TAG: name, **(tags or {})}) as run:
-        client = MlflowClient()
+    params = {"config": name, **config.to_params(), "data_source": splits.source,
+              "train_size": str(len(splits.y_train)), "val_size": str(len(splits.y_val))}
+    with tracked_run(name, params, tags={CONFIG_TAG: name}, nested=nested) as run_id:
         try:
-            mlflow.set_tag("mlflow.runName", name)
-            log_params(client, run.info.run_id, {"config": name, **config.to_params(),
-                                                 "data_source": splits.source,
-                                                 "train_size": str(len(splits.y_train)),
-                                                 "val_size": str(len(splits.y_val))})
             # The tensorflow flavor is the one that logs stopped_epoch/restored_epoch. Models,
             # checkpoints and datasets are left out here: fmtrain logs the kept model once
             # itself, with the chapter's own best checkpoint, and per-epoch work stays light.
             mlflow.tensorflow.autolog(log_models=False, checkpoint=False, log_datasets=False)
             with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:
                 result = training.train(config, splits, workdir, verbose=verbose)
-                _log_result(client, run.info.run_id, result, splits)
+                _log_result(run_id, result)
             model_uri = _log_model(result.model, splits)
-        except BaseException as error:
-            mlflow.set_tag(ERROR_TAG, describe_error(error))
-            raise
         finally:
             mlflow.tensorflow.autolog(disable=True)
-    version = None
-    if register_as:
-        from fmtrain import registry
+    version = register_finished(run_id, register_as) if register_as else None
+    return RunOutcome(run_id, result, model_uri, version)
 
-        version = registry.register(run.info.run_id, register_as).version
-    return RunOutcome(run.info.run_id, result, model_uri, version)
+
+def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
+    """Register a finished run's model; a failure names the run, which stays FINISHED."""
+    from fmtrain import registry
+
+    try:
+        return str(registry.register(run_id, name, alias).version)
+    except Exception as error:  # noqa: BLE001 - reported with the run id the user needs
+        raise TrackingError(f"run {run_id} finished, but registering its model as {name!r} "
+                            f"failed: {describe_error(error)}") from error
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
@@ -104,16 +138,16 @@ def _same_value(key: str, logged: str, value: str) -> bool:
         return False
 
 
-def _log_result(client: MlflowClient, run_id: str, result, splits: Splits) -> None:
+def _log_result(run_id: str, result) -> None:
     metrics = dict(result.metrics)
     # Autolog logs stopped_epoch only when EarlyStopping stopped training; fmtrain logs it for
     # every run (the last epoch trained, 0-based) so runs compare side by side.
-    if "stopped_epoch" not in client.get_run(run_id).data.metrics:
+    if "stopped_epoch" not in MlflowClient().get_run(run_id).data.metrics:
         metrics["stopped_epoch"] = float(result.stopped_epoch)
     mlflow.log_metrics(metrics)
     for epoch, seconds in enumerate(result.epoch_seconds):
         mlflow.log_metric("epoch_seconds", seconds, step=epoch)
-    for key, path in result.files.items():
+    for path in result.files.values():
         mlflow.log_artifact(str(path))
     for metric in ("loss", "accuracy"):
         figure = plots.curve_figure(result.history, metric)
@@ -154,12 +188,34 @@ def _log_model(model, splits: Splits) -> str:
 
 
 def describe_error(error: BaseException) -> str:
+    """The error as recorded in a run's ``fmtrain.error`` tag: its type and message."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     return f"{type(error).__name__}: {error}"[:5000]
 
 
-def last_run_id() -> str | None:
-    """The id of the run this process ended last (a child that just failed, say)."""
-    run = mlflow.last_active_run()
-    return run.info.run_id if run else None
+
+@contextlib.contextmanager
+def not_found(message: str):
+    """Turn the store's 'does not exist' into ValueError(message); other errors pass."""
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code in MISSING_CODES:
+            raise ValueError(message) from None
+        raise
+
+
+def is_input_error(error: BaseException) -> bool:
+    """Bad input or an unusable store, met before any run existed (not a run that failed)."""
+    return (isinstance(error, (ValueError, OSError, MlflowException))
+            and not isinstance(error, TrackingError))
+
+
+def describe_for_person(error: BaseException) -> str:
+    """One line for a person: the first line of the message; an unreachable store by its URI."""
+    text = str(getattr(error, "message", "") or error).strip() or type(error).__name__
+    if "Max retries exceeded" in text or "Connection refused" in text:
+        return (f"tracking store {mlflow.get_tracking_uri()} cannot be reached; start it or point "
+                "MLFLOW_TRACKING_URI at one that runs")
+    return text.splitlines()[0]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG
+from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, not_found
 
 CURVES = ("loss", "val_loss")
 
@@ -54,7 +53,5 @@ def _epochs(run) -> float:
 
 
 def _get_run(client: MlflowClient, run_id: str):
-    try:
+    with not_found(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
         return client.get_run(run_id)
-    except MlflowException:
-        raise ValueError(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}") from None

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, describe_error, log_params
+from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, describe_error, tracked_run
 
 SWEEP_TAG = "fmtrain.sweep.configs"
 BEST_TAG = "fmtrain.best_run_id"
@@ -17,31 +15,20 @@ TABLE_CSV = "sweep-summary.csv"
 TABLE_MD = "sweep-summary.md"
 
 
-@contextlib.contextmanager
 def parent_run(names: list[str], requested: str, overrides: dict[str, str]):
-    """A parent run tagged with the sweep's configurations; yields its run id.
+    """A parent run tagged with the sweep's configurations; a context manager yielding its id.
 
     ``requested`` is the configurations as the user gave them (``all``, say): under
     ``mlflow run -e sweep`` MLflow has logged that text as the param ``configs`` already.
-
-    It ends FINISHED, or FAILED with the error tag if the sweep itself fails or is interrupted.
     """
-    with mlflow.start_run(run_name="sweep", tags={SWEEP_TAG: ",".join(names)}) as run:
-        try:
-            mlflow.set_tag("mlflow.runName", "sweep")
-            log_params(MlflowClient(), run.info.run_id,
-                       {"configs": requested, **{k: str(v) for k, v in overrides.items()}})
-            yield run.info.run_id
-        except BaseException as error:
-            mlflow.set_tag(ERROR_TAG, describe_error(error))
-            raise
+    return tracked_run("sweep", {"configs": requested, **overrides}, tags={SWEEP_TAG: ",".join(names)})
 
 
 def failed_child(name: str, error: BaseException) -> str:
     """A nested run for a configuration that could not start, marked FAILED with its error."""
     with mlflow.start_run(run_name=name, nested=True, tags={CONFIG_TAG: name}) as run:
         mlflow.set_tag(ERROR_TAG, describe_error(error))
-    MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+        mlflow.end_run("FAILED")
     return run.info.run_id
 
 
