@@ -8,6 +8,7 @@ import numpy as np
 
 from fmtrain import plots
 from fmtrain.data import CLASS_NAMES
+from fmtrain.training import EVAL_BATCH_SIZE
 
 MISCLASSIFIED_SHOWN = 24
 
@@ -37,7 +38,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     if expected != tuple(images.shape[1:]):
         raise ValueError(f"the model takes inputs of shape {expected}, "
                          f"but the test images are {tuple(images.shape[1:])}")
-    probabilities = model.predict(images, batch_size=1024, verbose=0)
+    probabilities = model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0)
     if probabilities.shape != (len(images), len(CLASS_NAMES)):
         raise ValueError(f"the model gives outputs of shape {probabilities.shape[1:]}, "
                          f"not one probability per class ({len(CLASS_NAMES)})")

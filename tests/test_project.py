@@ -69,7 +69,7 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
     assert logged.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 28, 28)
 
 
-def test_fmtrain_train_logs_the_same_params_as_mlflow_run(store, real_data_dir, capsys):
+def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, capsys):
     assert main(["train", "--config", "rmsprop-5", "--limit", "1000", "--epochs", "2",
                  "--data-dir", str(real_data_dir), "--quiet", "--register-as", "fm"]) == 0
     out = capsys.readouterr().out
