@@ -33,21 +33,25 @@ def load_data(directory: Path):
     return train_input, train_target
 
 
+def model_fn(a_layer=None):
+    """The chapter's model_fn (with keras.Input, as Keras 3 prefers to input_shape=)."""
+    import keras
+
+    model = keras.Sequential()
+    model.add(keras.Input(shape=(28, 28)))
+    model.add(keras.layers.Flatten())
+    model.add(keras.layers.Dense(100, activation="relu"))
+    if a_layer:
+        model.add(a_layer)
+    model.add(keras.layers.Dense(10, activation="softmax"))
+    return model
+
+
 def run(name: str, train_scaled, val_scaled, train_target, val_target, workdir: str) -> dict:
     import keras
 
     config = configs.resolve(name)
     keras.utils.set_random_seed(config.seed)  # the notebook is unseeded; seeded to compare runs
-
-    def model_fn(a_layer=None):
-        model = keras.Sequential()
-        model.add(keras.Input(shape=(28, 28)))
-        model.add(keras.layers.Flatten())
-        model.add(keras.layers.Dense(100, activation="relu"))
-        if a_layer:
-            model.add(a_layer)
-        model.add(keras.layers.Dense(10, activation="softmax"))
-        return model
 
     model = model_fn(keras.layers.Dropout(config.dropout_rate) if config.dropout_rate else None)
     model.compile(optimizer=config.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -59,21 +59,22 @@ def test_speed_ups_leave_the_mathematics_unchanged(tiny_data_dir, tmp_path):
         arrays["train_images"] / 255.0, arrays["train_labels"], test_size=0.2, random_state=42)
     config = configs.resolve("dropout", {"epochs": "3"})
     keras.utils.set_random_seed(config.seed)
-
-    def model_fn(a_layer=None):  # the chapter's own code
-        model = keras.Sequential()
-        model.add(keras.Input(shape=(28, 28)))
-        model.add(keras.layers.Flatten())
-        model.add(keras.layers.Dense(100, activation="relu"))
-        if a_layer:
-            model.add(a_layer)
-        model.add(keras.layers.Dense(10, activation="softmax"))
-        return model
-
-    plain = model_fn(keras.layers.Dropout(0.3))
+    plain = _chapter_model_fn()(keras.layers.Dropout(0.3))
     plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     chapter = plain.fit(x_train, y_train, epochs=3, verbose=0, validation_data=(x_val, y_val)).history
 
     fast = training.train(config, data.load_splits(tiny_data_dir), tmp_path).history
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         np.testing.assert_allclose(fast[key], chapter[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _chapter_model_fn():
+    """The chapter's own model_fn, as the benchmark runs it."""
+    import importlib.util
+
+    from conftest import PROJECT
+
+    spec = importlib.util.spec_from_file_location("chapter_plain", PROJECT / "benchmarks" / "chapter_plain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.model_fn
