@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def curve_figure(history: Mapping[str, Sequence[float]], metric: str = "loss") -> Figure:
@@ -52,6 +53,7 @@ def comparison_figure(runs: Sequence[Mapping]) -> Figure:
     val_axes.set_title("validation loss (* best epoch, X stopped epoch)")
     train_axes.set_title("train loss")
     for axes in (val_axes, train_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     val_axes.set_ylabel("loss")
