@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import PROJECT, all_runs, write_idx
+from conftest import PROJECT, all_runs
 from fmtrain.cli import main
 
 
