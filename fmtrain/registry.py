@@ -5,14 +5,14 @@ Aliases (``models:/NAME@ALIAS``) replace the deprecated registry stages.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, MISSING_CODES, MODEL_NAME, not_found
+from fmtrain.tracking.runs import CONFIG_TAG, MODEL_NAME, get_run, not_found
 
 
 class RegistryError(ValueError):
@@ -35,8 +35,7 @@ def register(run_id: str, name: str, alias: str | None = None):
     Returns the new ModelVersion. Raises RegistryError for an unknown run or a run without model.
     """
     client = MlflowClient()
-    with not_found(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
-        run = client.get_run(run_id)
+    run = get_run(run_id)
     if not client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'"):
         raise RegistryError(f"run {run_id} has no logged model {MODEL_NAME!r} to register")
@@ -51,36 +50,29 @@ def resolve(model_uri: str) -> ResolvedModel:
     """Check that ``model_uri`` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH)
     points at something that exists, and say which registered version it is."""
     client = MlflowClient()
-    if match := re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri):
-        name, alias = _known_model(client, match.group(1)), match.group(2)
-        with not_found(f"registered model {name!r} has no alias {alias!r}; "
-                        f"aliases: {_aliases(client, name)}"):
-            version = client.get_model_version_by_alias(name, alias)
-        return ResolvedModel(model_uri, name, version.version, version.run_id)
-    if match := re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri):
-        name, number = _known_model(client, match.group(1)), match.group(2)
-        with not_found(f"registered model {name!r} has no version {number}; "
-                        f"latest is {_latest(client, name)}"):
-            version = client.get_model_version(name, number)
-        return ResolvedModel(model_uri, name, version.version, version.run_id)
     if match := re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri):
-        with not_found(f"run {match.group(1)!r} not found in {mlflow.get_tracking_uri()}"):
-            client.get_run(match.group(1))
-        return ResolvedModel(model_uri, run_id=match.group(1))
-    raise RegistryError(f"model URI {model_uri!r} is not one of models:/NAME@ALIAS, "
-                        "models:/NAME/VERSION or runs:/RUN_ID/model")
+        return ResolvedModel(model_uri, run_id=get_run(match.group(1)).info.run_id)
+    if match := re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri):
+        name, alias = match.groups()
+        fetch = functools.partial(client.get_model_version_by_alias, name, alias)
 
+        def missing():
+            return f"registered model {name!r} has no alias {alias!r}; aliases: {_aliases(client, name)}"
+    elif match := re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri):
+        name, number = match.groups()
+        fetch = functools.partial(client.get_model_version, name, number)
 
-def _known_model(client: MlflowClient, name: str) -> str:
-    try:
-        client.get_registered_model(name)
-    except MlflowException as error:
-        if error.error_code not in MISSING_CODES:
-            raise
-        known = [m.name for m in client.search_registered_models()]
-        raise RegistryError(f"no registered model named {name!r}; registered models: "
-                            f"{', '.join(known) or 'none'}") from None
-    return name
+        def missing():
+            return f"registered model {name!r} has no version {number}; latest is {_latest(client, name)}"
+    else:
+        raise RegistryError(f"model URI {model_uri!r} is not one of models:/NAME@ALIAS, "
+                            "models:/NAME/VERSION or runs:/RUN_ID/model")
+    with not_found(lambda: f"no registered model named {name!r}; registered models: "
+                           f"{', '.join(m.name for m in client.search_registered_models()) or 'none'}"):
+        client.get_registered_model(name)  # checked first: its message lists the known models
+    with not_found(missing):
+        version = fetch()
+    return ResolvedModel(model_uri, name, str(version.version), version.run_id)
 
 
 def _aliases(client: MlflowClient, name: str) -> str:

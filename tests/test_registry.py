@@ -44,9 +44,14 @@ def evaluate_in_fresh_process(uri, store, data_dir, cwd):
     return done.stdout
 
 
-def test_evaluate_by_alias_and_by_version(two_versions, store, real_data_dir, tmp_path):
+def test_evaluate_by_alias_and_by_version(two_versions, store, real_data_dir, tmp_path, capsys):
     first, second = two_versions
+    assert main(["evaluate", "--model_uri", "models:/fm@nope"]) == 2
+    assert main(["evaluate", "--model_uri", "models:/fm/7"]) == 2
     out = evaluate_in_fresh_process("models:/fm@champion", store, real_data_dir, tmp_path)
+    err = capsys.readouterr().err
+    assert "registered model 'fm' has no alias 'nope'; aliases: champion (v2)" in err
+    assert "registered model 'fm' has no version 7; latest is 2" in err
     assert "(fm version 2) on 10000 test images" in out
     env = dict(os.environ, MLFLOW_TRACKING_URI=store)
     env.pop("MLFLOW_EXPERIMENT_ID", None)  # set by the in-process runs above; the name decides here

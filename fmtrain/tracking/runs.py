@@ -196,14 +196,23 @@ def describe_error(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def not_found(message: str):
-    """Turn the store's 'does not exist' into ValueError(message); other errors pass."""
+def not_found(message):
+    """Turn the store's 'does not exist' into ValueError(message); other errors pass.
+
+    ``message`` is text, or a function giving it, called only on failure (it may ask the store
+    what does exist)."""
     try:
         yield
     except MlflowException as error:
         if error.error_code in MISSING_CODES:
-            raise ValueError(message) from None
+            raise ValueError(message() if callable(message) else message) from None
         raise
+
+
+def get_run(run_id: str):
+    """The run ``run_id``; a ValueError naming the store when there is none."""
+    with not_found(lambda: f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
+        return MlflowClient().get_run(run_id)
 
 
 def is_input_error(error: BaseException) -> bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import mlflow
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, not_found
+from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, get_run
 
 CURVES = ("loss", "val_loss")
 
@@ -13,7 +12,7 @@ CURVES = ("loss", "val_loss")
 def child_run_ids(parent_run_id: str) -> list[str]:
     """The nested runs of ``parent_run_id``, oldest first (the order the sweep ran them)."""
     client = MlflowClient()
-    parent = _get_run(client, parent_run_id)
+    parent = get_run(parent_run_id)
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
@@ -27,7 +26,7 @@ def fetch_records(run_ids: list[str]) -> list[dict]:
     client = MlflowClient()
     records = []
     for run_id in run_ids:
-        run = _get_run(client, run_id)
+        run = get_run(run_id)
         curves = {key: [m.value for m in sorted(client.get_metric_history(run_id, key),
                                                  key=lambda m: (m.step, m.timestamp))
                         if m.step < _epochs(run)]
@@ -51,7 +50,3 @@ def _epochs(run) -> float:
     # the epochs really trained.
     return run.data.metrics.get("epochs_run", float("inf"))
 
-
-def _get_run(client: MlflowClient, run_id: str):
-    with not_found(f"run {run_id!r} not found in {mlflow.get_tracking_uri()}"):
-        return client.get_run(run_id)
