@@ -129,16 +129,14 @@ def compare_command(args: argparse.Namespace) -> int:
     rows, figure = sweep.compare(args.run_ids)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
+    markdown = comparison.to_markdown(rows)
     figure.savefig(output / tracked_sweeps.FIGURE_FILE)
     (output / tracked_sweeps.TABLE_CSV).write_text(comparison.to_csv(rows))
-    (output / tracked_sweeps.TABLE_MD).write_text(comparison.to_markdown(rows))
-    print(comparison.to_markdown(rows))
+    (output / tracked_sweeps.TABLE_MD).write_text(markdown)
+    print(markdown)
     print(f"figure and tables written to {output}/")
     if args.log:
-        best = comparison.best_row(rows)
-        tracked_sweeps.log_comparison(args.run_ids[0], figure, comparison.to_csv(rows),
-                               comparison.to_markdown(rows), best and best["run_id"],
-                               best and best["config"])
+        tracked_sweeps.log_comparison(args.run_ids[0], figure, rows)
         print(f"logged on run {args.run_ids[0]}")
     return 0
 

@@ -81,9 +81,7 @@ def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None
         records = store.fetch_records(store.child_run_ids(parent_id))
         rows = comparison.summary_rows(records)
         best = comparison.best_row(rows)
-        sweeps.log_comparison(parent_id, comparison.figure(records), comparison.to_csv(rows),
-                              comparison.to_markdown(rows), best and best["run_id"],
-                              best and best["config"])
+        sweeps.log_comparison(parent_id, comparison.figure(records), rows)
     result = SweepOutcome(parent_id, rows, best, failures)
     if register_best and best:
         result.registered_version = runs.register_finished(best["run_id"], register_best,

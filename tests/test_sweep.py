@@ -67,6 +67,8 @@ def test_sweep_entry_point_nests_children_compares_and_registers_the_best(store,
     assert [r["final_val_loss"] for r in rebuilt] == [r["final_val_loss"] for r in table]
     assert (out_dir / "sweep-val-loss.png").stat().st_size > 10_000
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == artifacts
+    assert main(["compare", parent.info.run_id, "--output", str(tmp_path / "again"), "--log"]) == 0
+    assert client.get_run(parent.info.run_id).data.tags["fmtrain.best_run_id"] == best.info.run_id
     two = [c.info.run_id for c in children[:2]]
     assert main(["compare", *two, "--output", str(tmp_path / "two")]) == 0
     assert len((tmp_path / "two" / "sweep-summary.csv").read_text().splitlines()) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from fmtrain import comparison
 from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, describe_error, tracked_run
 
 SWEEP_TAG = "fmtrain.sweep.configs"
@@ -32,13 +33,13 @@ def failed_child(name: str, error: BaseException) -> str:
     return run.info.run_id
 
 
-def log_comparison(run_id: str, figure, table_csv: str, table_md: str,
-                   best_run_id: str | None, best_config: str | None) -> None:
-    """Log the comparison figure, the summary tables and the best child on ``run_id``."""
+def log_comparison(run_id: str, figure, rows: list[dict]) -> None:
+    """Log the comparison figure, the summary tables and the best of ``rows`` on ``run_id``."""
     client = MlflowClient()
     client.log_figure(run_id, figure, FIGURE_FILE)
-    client.log_text(run_id, table_csv, TABLE_CSV)
-    client.log_text(run_id, table_md, TABLE_MD)
-    if best_run_id:
-        client.set_tag(run_id, BEST_TAG, best_run_id)
-        client.set_tag(run_id, BEST_CONFIG_TAG, best_config)
+    client.log_text(run_id, comparison.to_csv(rows), TABLE_CSV)
+    client.log_text(run_id, comparison.to_markdown(rows), TABLE_MD)
+    best = comparison.best_row(rows)
+    if best:
+        client.set_tag(run_id, BEST_TAG, best["run_id"])
+        client.set_tag(run_id, BEST_CONFIG_TAG, best["config"])
