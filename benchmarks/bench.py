@@ -109,7 +109,7 @@ def report(args, plain: list[dict], fast: list[dict], help_time: float) -> None:
     p_epoch, f_epoch = median(plain, "seconds_per_epoch"), median(fast, "seconds_per_epoch")
     p_out = statistics.median(r["wall"] - r["fit"] for r in plain)
     f_out = statistics.median(r["wall"] - r["fit"] for r in fast)
-    overhead = statistics.median((f["wall"] - f["fit"]) - (p["wall"] - p["fit"]) for p, f in zip(plain, fast))
+    overhead = statistics.median((f["wall"] - f["fit"]) - (p["wall"] - p["fit"]) for p, f in zip(plain, fast, strict=True))
     f_fit = median(fast, "fit")
     print(f"\n{args.config}, limit {args.limit or 'none (48,000 images)'}, medians of {args.repeats} "
           f"interleaved repetitions; epochs run: plain {[r['epochs'] for r in plain]}, "

@@ -1,113 +1,245 @@
-"""The ``fmtrain`` command line: parse, call the library, report.
+"""The ``fmtrain`` command line: parse, call a workflow, report, map errors to exit codes.
 
-Only argparse and the configurations are imported at start-up, so ``fmtrain --help`` never
-loads TensorFlow or MLflow. Bad input ends with one line on stderr and exit status 2; any other failure with one line
-and status 1 (``FMTRAIN_DEBUG=1`` shows the traceback).
+Only click and the configurations are imported at start-up, so ``fmtrain --help`` and a bad
+option never load TensorFlow or MLflow. Every setting's option is generated from the
+configuration dataclass, so its name, type and help are declared once. Errors end with one line
+on stderr: exit 2 for bad input (before any run exists), 1 when a run failed, 128 + N when
+signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
 """
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
 import sys
 
-from fmtrain import configs
+import click
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from fmtrain import configs, errors, stopping
 
-
-def _add_knobs(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (override the configuration's values)")
-    for knob in configs.knobs():
-        # One vocabulary: --dropout_rate is the MLproject/MLflow name; --dropout-rate also works.
-        flags = [f"--{knob.name}"] + ([f"--{knob.name.replace('_', '-')}"] if "_" in knob.name else [])
-        group.add_argument(*flags, dest=knob.name, metavar="V", default=None,
-                           help=f"{knob.metadata['help']} (default {configs.format_value(knob.default)})")
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data_dir", "--data-dir", default=None,
-                        help="directory with the four Fashion-MNIST IDX .gz files "
-                             "(default: $FMTRAIN_DATA_DIR, then /usr/share/datasets/fashion-mnist, "
-                             "then Keras's download)")
-    parser.add_argument("--experiment", default=None,
-                        help="MLflow experiment (default fashion-mnist; under `mlflow run` use "
-                             "its --experiment-name)")
-    parser.add_argument("--quiet", action="store_true", help="no Keras progress output (otherwise a line per epoch)")
+class SettingType(click.ParamType):
+    """A setting's value as text, checked by the configuration's own parser.
+
+    The text is kept (not the parsed value) so that ``none`` stays distinct from "not given".
+    """
+
+    def __init__(self, knob):
+        self.knob = knob
+        kind = knob.type
+        self.name = ("true|false" if kind == "bool" else
+                     "integer" if kind.startswith("int") else "number")
+        if "None" in kind:
+            self.name += "|none"
+
+    def convert(self, value, param, ctx):
+        try:
+            configs.parse_value(self.knob.name, value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return value if isinstance(value, str) else configs.format_value(value)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with whole option names only and a one-line error."""
-
-    def __init__(self, *args, **kwargs):
-        # No abbreviations: `--epoch` must not quietly mean `--epochs` (one name per setting).
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-
-    def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"fmtrain: error: {message} (see `{self.prog} --help`)\n")
+def option_names(name: str) -> list[str]:
+    """``--dropout_rate`` (the one name, as in MLproject and MLflow), and ``--dropout-rate``."""
+    return [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand and option."""
-    parser = _Parser(prog="fmtrain",
-                     description="The Fashion-MNIST chapter's Keras experiments as MLflow runs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def setting_options(command):
+    """Add one option per configuration setting, each defaulting to the configuration's value."""
+    for knob in reversed(configs.knobs()):
+        kind = click.Choice(configs.OPTIMIZERS) if knob.name == "optimizer" else SettingType(knob)
+        default = configs.format_value(knob.default)
+        command = click.option(*option_names(knob.name), knob.name, type=kind, default=None,
+                               help=f"{knob.metadata['help']} [default: {default}, or the "
+                                    "configuration's]")(command)
+    return command
 
-    commands.add_parser("configs", help="list the configurations and what each changes")
 
-    train = commands.add_parser("train", help="train one configuration as one MLflow run")
-    train.add_argument("--config", default=configs.DEFAULT_CONFIG,
-                       help=f"configuration name (default {configs.DEFAULT_CONFIG}); see `fmtrain configs`")
-    _add_run_options(train)
-    train.add_argument("--register_as", "--register-as", default=None, metavar="NAME",
-                       help="register the run's model as a new version of NAME")
-    _add_knobs(train)
+def run_options(command):
+    """Options shared by the commands that train: data, experiment, quiet."""
+    for decorator in reversed([
+        click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None,
+                     help="folder with the four Fashion-MNIST IDX .gz files [default: "
+                          "$FMTRAIN_DATA_DIR, then /usr/share/datasets/fashion-mnist]"),
+        click.option("--experiment", metavar="NAME", default=None,
+                     help="MLflow experiment [default: fashion-mnist; under `mlflow run`, "
+                          "its --experiment-name]"),
+        click.option("--quiet", is_flag=True, help="no Keras progress lines"),
+    ]):
+        command = decorator(command)
+    return command
 
-    sweep = commands.add_parser("sweep", help="train several configurations as nested runs and compare them")
-    sweep.add_argument("--configs", default=None, metavar="A,B,...",
-                       help="configurations to run, in order (default: all, in the chapter's order)")
-    _add_run_options(sweep)
-    sweep.add_argument("--register_best", "--register-best", default=None, metavar="NAME",
-                       help="register the child with the lowest val loss as NAME, alias champion")
-    _add_knobs(sweep)
 
-    compare = commands.add_parser("compare", help="rebuild a sweep's figure and table from the store")
-    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID",
-                         help="a sweep's parent run id, or the run ids to compare")
-    compare.add_argument("--output", default="comparison", help="folder for the figure and tables")
-    compare.add_argument("--log", action="store_true",
-                         help="also log them as artifacts of the parent run (with one parent id)")
+def overrides_from(options: dict) -> dict[str, str]:
+    """The settings given on the command line, as text keyed by field name."""
+    return {k.name: options[k.name] for k in configs.knobs() if options.get(k.name) is not None}
 
-    register = commands.add_parser("register", help="register a run's model in the Model Registry")
-    register.add_argument("run_id", metavar="RUN_ID")
-    register.add_argument("--name", required=True, help="registered model name")
-    register.add_argument("--alias", default=None, help="alias to point at the new version")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a logged or registered model on the test set")
-    evaluate.add_argument("--model_uri", "--model-uri", required=True, metavar="URI",
-                          help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
-    evaluate.add_argument("--data_dir", "--data-dir", default=None, help="as for train")
-    evaluate.add_argument("--experiment", default=None, help="as for train")
-    return parser
+@click.group(context_settings=CONTEXT)
+def cli():
+    """The Fashion-MNIST chapter's Keras experiments as MLflow runs."""
+
+
+@cli.command("configs")
+def configs_command():
+    """List the configurations, the chapter step each reproduces and what it changes."""
+    from fmtrain import terminal
+
+    click.echo(terminal.configs_table())
+
+
+@cli.command("train")
+@click.option("--config", type=click.Choice(list(configs.CONFIGS)), default=configs.DEFAULT_CONFIG,
+              show_default=True, help="configuration to train; see `fmtrain configs`")
+@run_options
+@click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
+              help="register the run's model as a new version of NAME")
+@setting_options
+def train_command(config, data_dir, experiment, quiet, register_as, **settings):
+    """Train one configuration as one MLflow run."""
+    from fmtrain import terminal
+    from fmtrain.workflows import train
+
+    outcome = train.train(config, overrides_from(settings), data_dir=data_dir,
+                          experiment=experiment, register_as=register_as,
+                          verbose=0 if quiet else 2)
+    click.echo(terminal.train_report(outcome))
+    return 0
+
+
+@cli.command("sweep")
+@click.option("--configs", "names", metavar="A,B,...", default=None,
+              help="configurations to run, in order [default: all, in the chapter's order]")
+@run_options
+@click.option(*option_names("register_best"), "register_best", metavar="NAME", default=None,
+              help="register the child with the lowest val loss as NAME, alias champion")
+@setting_options
+def sweep_command(names, data_dir, experiment, quiet, register_best, **settings):
+    """Train several configurations as nested runs of one parent and compare them."""
+    from fmtrain import terminal
+    from fmtrain.workflows import sweep
+
+    outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
+                              experiment=experiment, register_best=register_best,
+                              verbose=0 if quiet else 2, echo=click.echo)
+    click.echo(terminal.sweep_report(outcome, register_best))
+    if outcome.failures:
+        click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
+                   f"{', '.join(outcome.failures)}", err=True)
+        return errors.EXIT_FAILED
+    return 0
+
+
+@cli.command("compare")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.option("--output", default="comparison", show_default=True, metavar="DIR",
+              help="folder for the figure and tables")
+@click.option("--log", is_flag=True, help="also log them on the parent run (one parent id only)")
+def compare_command(run_ids, output, log):
+    """Rebuild a sweep's figure and tables from the store (a parent run id, or run ids)."""
+    from pathlib import Path
+
+    from fmtrain import comparison
+    from fmtrain.tracking import names, store
+    from fmtrain.workflows import sweep
+
+    if log and len(run_ids) != 1:
+        raise ValueError("--log needs exactly one run id: the sweep's parent run")
+    store.open_store()
+    rows, figure = sweep.compare(list(run_ids))
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = comparison.to_markdown(rows)
+    figure.savefig(folder / names.SWEEP_FIGURE)
+    (folder / names.SWEEP_CSV).write_text(comparison.to_csv(rows))
+    (folder / names.SWEEP_MD).write_text(markdown)
+    click.echo(markdown)
+    click.echo(f"figure and tables written to {folder}/")
+    if log:
+        sweep.log_comparison(run_ids[0], rows, figure)
+        click.echo(f"logged on run {run_ids[0]}")
+    return 0
+
+
+@cli.command("register")
+@click.argument("run_id")
+@click.option("--name", required=True, help="registered model name")
+@click.option("--alias", default=None, help="alias to point at the new version")
+def register_command(run_id, name, alias):
+    """Register a run's model in the Model Registry as a new version."""
+    from fmtrain.workflows import evaluate
+
+    version = evaluate.register(run_id, name, alias)
+    with_alias = f" with alias {alias}" if alias else ""
+    click.echo(f"registered run {run_id} as {name} version {version}{with_alias}")
+    click.echo(f"  load it with models:/{name}/{version}"
+               + (f" or models:/{name}@{alias}" if alias else ""))
+    return 0
+
+
+@cli.command("evaluate")
+@click.option(*option_names("model_uri"), "model_uri", required=True, metavar="URI",
+              help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
+@click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None, help="as for train")
+@click.option("--experiment", metavar="NAME", default=None, help="as for train")
+def evaluate_command(model_uri, data_dir, experiment):
+    """Evaluate a logged or registered model on the 10,000 test images."""
+    from fmtrain import terminal
+    from fmtrain.workflows import evaluate
+
+    outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment)
+    click.echo(terminal.evaluation_report(outcome))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from fmtrain import commands  # heavy imports start here, after --help has been served
-
+    _calm_loggers()
     try:
-        return commands.run(args)
-    except KeyboardInterrupt:
-        print("fmtrain: interrupted; no run was left RUNNING", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as error:  # noqa: BLE001 - every failure is reported as one line
+        with stopping.signals_handled():
+            status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
+    except click.ClickException as error:
+        message = " ".join(error.format_message().split())
+        command = getattr(getattr(error, "ctx", None), "command_path", "fmtrain")
+        click.echo(f"fmtrain: error: {message} (see `{command} --help`)", err=True)
+        return errors.EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("fmtrain: interrupted", err=True)
+        return errors.EXIT_INTERRUPTED
+    except BaseException as error:  # noqa: BLE001 - every failure is reported as one line
+        if isinstance(error, SystemExit):
+            raise
         if os.environ.get("FMTRAIN_DEBUG"):
             raise
-        print(f"fmtrain: error: {commands.describe(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT if commands.is_user_error(error) else EXIT_FAILED
+        click.echo(_describe(error), err=True)
+        return errors.exit_code(error)
+    return status if isinstance(status, int) else 0
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, errors.RunStopped):
+        return f"fmtrain: {error}; no run was left RUNNING"
+    if isinstance(error, (errors.Stopped, KeyboardInterrupt)):
+        text = str(error) if isinstance(error, errors.Stopped) else "interrupted (Ctrl-C)"
+        return f"fmtrain: {text}; no run was left RUNNING"
+    return f"fmtrain: error: {errors.one_line(error)}"
+
+
+def _calm_loggers() -> None:
+    # TensorFlow's Python warnings and MLflow's routine notices (creating the sqlite store's
+    # tables, a new experiment) say nothing a user can act on; FMTRAIN_DEBUG=1 keeps them.
+    if os.environ.get("FMTRAIN_DEBUG"):
+        return
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Logging a model in an environment without pip (uv's) warns that pip has no version.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,62 +1,87 @@
-"""Compare runs: the sweep's summary table, its best run and its figure, from plain records.
+"""Compare runs: the sweep's summary table, its best run and its figure, from typed records.
 
-A record is what ``fmtrain.tracking.store.fetch_records`` returns for a run; the same code
-serves a sweep as it ends and ``fmtrain compare`` on a finished one.
+A record is a ``fmtrain.tracking.queries.RunRecord`` (or anything with the same attributes);
+the same code serves a sweep as it ends and ``fmtrain compare`` on a finished one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 from fmtrain import plots
 
-COLUMNS = ("config", "status", "optimizer", "dropout_rate", "epochs", "epochs_run", "stopped_epoch",
-           "best_epoch", "best_val_loss", "final_val_loss", "final_val_accuracy",
-           "reload_val_accuracy", "seconds", "run_id")
+
+@dataclass
+class SummaryRow:
+    """One run in a sweep's summary table."""
+
+    config: str
+    status: str
+    optimizer: str | None
+    dropout_rate: str | None
+    epochs: str | None
+    epochs_run: int | None
+    stopped_epoch: int | None
+    best_epoch: int | None
+    best_val_loss: float | None
+    final_val_loss: float | None
+    final_val_accuracy: float | None
+    reload_val_accuracy: float | None
+    seconds: float | None
+    run_id: str
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
 
 
-def summary_rows(records: list[dict]) -> list[dict]:
-    """One row per run with the columns of COLUMNS (missing values are None)."""
+COLUMNS = tuple(f.name for f in dataclasses.fields(SummaryRow))
+
+
+def summary_rows(records) -> list[SummaryRow]:
+    """One row per record, in the records' order."""
     rows = []
     for record in records:
-        metrics, params = record["metrics"], record["params"]
-        val_losses = record.get("val_loss") or []
-        rows.append({
-            "config": record["name"],
-            "status": record["status"] if not record.get("error") else f"{record['status']}: {record['error']}",
-            "optimizer": params.get("optimizer"),
-            "dropout_rate": params.get("dropout_rate"),
-            "epochs": params.get("epochs"),
-            "epochs_run": _int(metrics.get("epochs_run")),
-            "stopped_epoch": _int(metrics.get("stopped_epoch")),
-            "best_epoch": _int(metrics.get("best_epoch")),
-            "best_val_loss": min(val_losses) if val_losses else None,
-            "final_val_loss": metrics.get("final_val_loss"),
-            "final_val_accuracy": metrics.get("final_val_accuracy"),
-            "reload_val_accuracy": metrics.get("reload_whole_val_accuracy"),
-            "seconds": record.get("seconds"),
-            "run_id": record["run_id"],
-        })
+        metrics, params = record.metrics, record.params
+        val_losses = record.curves.get("val_loss") or []
+        rows.append(SummaryRow(
+            config=record.name,
+            status=record.status if not record.error else f"{record.status}: {record.error}",
+            optimizer=params.get("optimizer"),
+            dropout_rate=params.get("dropout_rate"),
+            epochs=params.get("epochs"),
+            epochs_run=_int(metrics.get("epochs_run")),
+            stopped_epoch=_int(metrics.get("stopped_epoch")),
+            best_epoch=_int(metrics.get("best_epoch")),
+            best_val_loss=min(val_losses) if val_losses else None,
+            final_val_loss=metrics.get("final_val_loss"),
+            final_val_accuracy=metrics.get("final_val_accuracy"),
+            reload_val_accuracy=metrics.get("reload_whole_val_accuracy"),
+            seconds=record.seconds,
+            run_id=record.run_id,
+        ))
     return rows
 
 
-def best_row(rows: list[dict]) -> dict | None:
+def best_row(rows: list[SummaryRow]) -> SummaryRow | None:
     """The finished run whose kept model has the lowest validation loss (None if none)."""
-    finished = [r for r in rows if r["status"] == "FINISHED" and r["final_val_loss"] is not None
-                and math.isfinite(r["final_val_loss"])]  # a diverged run is never the best
-    return min(finished, key=lambda r: r["final_val_loss"], default=None)
+    finished = [r for r in rows if r.finished and r.final_val_loss is not None
+                and math.isfinite(r.final_val_loss)]  # a diverged run is never the best
+    return min(finished, key=lambda r: r.final_val_loss, default=None)
 
 
-def figure(records: list[dict]):
+def figure(records):
     """Validation and train loss per epoch of every run, best and stopped epochs marked."""
     return plots.comparison_figure([
-        {"name": r["name"], "loss": r.get("loss") or [], "val_loss": r.get("val_loss") or [],
-         "best_epoch": _int(r["metrics"].get("best_epoch")),
-         "stopped_epoch": _int(r["metrics"].get("stopped_epoch"))}
+        {"name": r.name, "loss": r.curves.get("loss") or [], "val_loss": r.curves.get("val_loss") or [],
+         "best_epoch": _int(r.metrics.get("best_epoch")),
+         "stopped_epoch": _int(r.metrics.get("stopped_epoch"))}
         for r in records])
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[SummaryRow]) -> str:
     """The rows as CSV text, full precision."""
     import csv
     import io
@@ -64,16 +89,16 @@ def to_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(dataclasses.asdict(row) for row in rows)
     return buffer.getvalue()
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[SummaryRow]) -> str:
     """The rows as a Markdown table without run ids (figures rounded; the CSV keeps them whole)."""
     columns = COLUMNS[:-1]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(c, row[c]) for c in columns) + " |")
+        lines.append("| " + " | ".join(_cell(c, getattr(row, c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

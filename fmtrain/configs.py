@@ -8,11 +8,14 @@ This module imports neither TensorFlow nor MLflow, so ``fmtrain --help`` stays f
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 # The validation subset keeps the chapter's 1:4 proportion, and must hold all 10 classes.
 MIN_LIMIT = 40
+# Keras (and NumPy's legacy seeding) take seeds in [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
 
 
 def _knob(default, help_text):
@@ -40,8 +43,8 @@ class TrainConfig:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _check(self.optimizer in OPTIMIZERS,
                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        _check(self.learning_rate is None or self.learning_rate > 0,
-               f"learning_rate must be positive, got {self.learning_rate}")
+        _check(self.learning_rate is None or (math.isfinite(self.learning_rate) and self.learning_rate > 0),
+               f"learning_rate must be a positive finite number, got {self.learning_rate}")
         _check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         _check(self.patience is None or self.patience >= 0,
                f"patience must be 0 or more (or none), got {self.patience}")
@@ -50,6 +53,7 @@ class TrainConfig:
         _check(not self.checkpoint or self.validation,
                "checkpoint needs validation=true: it keeps the lowest val_loss")
         _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        _check(0 <= self.seed <= MAX_SEED, f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         _check(self.limit == 0 or self.limit >= MIN_LIMIT,
                f"limit must be 0 (all data) or at least {MIN_LIMIT} (every class in both splits), "
                f"got {self.limit}")
@@ -69,24 +73,26 @@ def _check(condition: bool, message: str) -> None:
 DEFAULT = TrainConfig()
 _PLAIN = dict(optimizer="rmsprop", dropout_rate=0.0, patience=None, checkpoint=False)
 
-# Each configuration is the default with the fields it changes, in the chapter's order.
+# Each configuration is the chapter step it reproduces and the fields it changes from the
+# default, in the chapter's order.
 CONFIGS: dict[str, tuple[str, dict]] = {
-    "rmsprop-5": ("loss curve from History: RMSprop, 5 epochs, no validation",
-                  dict(_PLAIN, epochs=5, validation=False)),
-    "rmsprop-20": ("the longer loss curve: RMSprop, 20 epochs, no validation",
-                   dict(_PLAIN, validation=False)),
-    "rmsprop-val": ("validation loss: RMSprop, 20 epochs with validation (overfitting curve)",
-                    dict(_PLAIN)),
-    "adam": ("RMSprop vs Adam: Adam, 20 epochs with validation",
-             dict(_PLAIN, optimizer="adam")),
-    "dropout": ("Dropout(0.3) with Adam, 20 epochs",
-                dict(patience=None, checkpoint=False)),
-    "save-restore": ("save()/save_weights() and reload checks: dropout, 10 epochs",
+    # The first loss curve: 5 epochs of RMSprop, History only.
+    "rmsprop-5": ("loss curve from History", dict(_PLAIN, epochs=5, validation=False)),
+    # The same curve over 20 epochs: train loss keeps falling.
+    "rmsprop-20": ("the longer loss curve", dict(_PLAIN, validation=False)),
+    # With validation data: val_loss turns up while train loss falls (overfitting).
+    "rmsprop-val": ("validation loss (the overfitting curve)", dict(_PLAIN)),
+    # Adam instead of RMSprop: a flatter validation curve.
+    "adam": ("RMSprop vs Adam", dict(_PLAIN, optimizer="adam")),
+    # Dropout(0.3) after the hidden layer narrows the train/validation gap.
+    "dropout": ("Dropout(0.3)", dict(patience=None, checkpoint=False)),
+    # 10 epochs, then save() / save_weights() and both reloads checked with argmax.
+    "save-restore": ("save() / save_weights() / load_weights() / load_model()",
                      dict(epochs=10, patience=None, checkpoint=False)),
-    "checkpoint": ("ModelCheckpoint(save_best_only=True): dropout, 20 epochs",
-                   dict(patience=None)),
-    "early-stopping": ("checkpoint + EarlyStopping(patience=2, restore_best_weights=True)",
-                       dict()),
+    # Keep the best epoch's model on disk.
+    "checkpoint": ("ModelCheckpoint(save_best_only=True)", dict(patience=None)),
+    # The chapter's final model: stop two epochs after the best and restore it.
+    "early-stopping": ("EarlyStopping(patience=2, restore_best_weights=True)", dict()),
 }
 DEFAULT_CONFIG = "early-stopping"
 

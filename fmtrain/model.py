@@ -39,8 +39,9 @@ def build_optimizer(name: str, learning_rate: float | None = None) -> keras.opti
 
 
 def build_callbacks(config: TrainConfig, checkpoint_path: str | None = None) -> list[keras.callbacks.Callback]:
-    """The chapter's callbacks for ``config``: ModelCheckpoint (best only) and EarlyStopping."""
-    callbacks = []
+    """The chapter's callbacks for ``config``: ModelCheckpoint (best only) and EarlyStopping,
+    after TerminateOnNaN, which stops a diverging run at once instead of training on NaN."""
+    callbacks = [keras.callbacks.TerminateOnNaN()]
     if config.checkpoint:
         if checkpoint_path is None:
             raise ValueError("checkpoint=true needs a checkpoint_path")

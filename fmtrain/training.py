@@ -7,8 +7,7 @@ values and the paths of the files it wrote, and the tracking module decides what
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fmtrain import stopping
 from fmtrain.configs import TrainConfig
 from fmtrain.data import Splits
 from fmtrain.model import build_callbacks, build_model
@@ -56,7 +56,8 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0) -> TrainResult:
+def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
+          callbacks: list | None = None) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
     Args:
@@ -64,6 +65,7 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         splits: training and validation arrays.
         workdir: an existing directory for model-whole.keras, model.weights.h5, best-model.keras.
         verbose: Keras's fit() verbosity (0 silent, 1 progress bar, 2 a line per epoch).
+        callbacks: more Keras callbacks for fit(), after the chapter's (a logger, say).
 
     Returns:
         A TrainResult whose metrics include final_val_loss/accuracy of the model kept and the
@@ -73,19 +75,19 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     timer = _EpochTimer()
-    callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + [timer]
+    callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + [timer] + list(callbacks or [])
     batches = scaled_batches(splits.x_train, splits.y_train, config.batch_size, shuffle=True)
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
     validation = (scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
                   if config.validation else None)
     start = time.perf_counter()
-    with _known_keras_warnings_ignored(), _ctrl_c_stops_after_the_step(model):
-        # batch_size is the batches' own size, passed so that autolog records it as it would for
-        # arrays (Keras ignores it for a dataset).
-        history = model.fit(batches, epochs=config.epochs, batch_size=config.batch_size,
-                            validation_data=validation, callbacks=callbacks, verbose=verbose)
+    stop_after_the_step = stopping.soft_stop(lambda: setattr(model, "stop_training", True))
+    with _known_keras_warnings_ignored(), stop_after_the_step:
+        history = model.fit(batches, epochs=config.epochs, validation_data=validation,
+                            callbacks=callbacks, verbose=verbose)
     fit_seconds = time.perf_counter() - start
+    _check_finite(history.history)
     # The checks after training read the validation images through the same uint8 pipeline,
     # in large batches, so no float copy of them is ever made.
     val_batches = scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
@@ -102,29 +104,15 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     return result
 
 
-@contextlib.contextmanager
-def _ctrl_c_stops_after_the_step(model: keras.Model):
-    """Turn Ctrl-C during fit() into a stop at the end of the current TensorFlow call, then a
-    KeyboardInterrupt. Interrupting TensorFlow in the middle of a call can corrupt its memory and
-    abort the process before the run is marked as ended; a second Ctrl-C interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    requested = []
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: Keras's TerminateOnNaN stopped training."""
 
-    def stop(signum, frame):
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(signum)
-        model.stop_training = True
 
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if requested:
-        raise KeyboardInterrupt
+def _check_finite(history: dict) -> None:
+    for epoch, value in enumerate(history.get("loss", [])):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the training loss became {value} at epoch {epoch}; "
+                                   "training stopped (try a smaller learning_rate)")
 
 
 @contextlib.contextmanager
@@ -171,6 +159,19 @@ def _final_metrics(result: TrainResult, val_batches) -> dict[str, float]:
     }
 
 
+def plain_steps(model: keras.Model) -> None:
+    """One step per call from now on, also in the saved model's compile config.
+
+    Many steps per call speed up fit(); a saved model that kept them would give every user's
+    predict() 100-step calls and a progress bar counting past its total (``400/313``).
+    """
+    model.steps_per_execution = 1
+    # Keras writes the compile arguments captured at compile() into the saved file.
+    compile_config = getattr(model, "_compile_config", None)
+    if compile_config is not None and "steps_per_execution" in compile_config.config:
+        compile_config.config["steps_per_execution"] = 1
+
+
 def argmax_accuracy(model: keras.Model, batches, labels: np.ndarray) -> float:
     """The chapter's check: mean of argmax(predict) == label, over unshuffled ``batches``."""
     predicted = np.argmax(model.predict(batches, verbose=0), axis=-1)
@@ -181,6 +182,7 @@ def save_and_check(model, config, val_batches, y_val, workdir: Path, metrics: di
     """``save()`` and ``save_weights()``, then reload both ways (and the best checkpoint)
     and record each one's validation accuracy in ``metrics``. Returns the files written."""
     files = {"whole_model": workdir / WHOLE_MODEL_FILE, "weights": workdir / WEIGHTS_FILE}
+    plain_steps(model)
     model.save(files["whole_model"])
     model.save_weights(files["weights"])
 

@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Set up fmtrain on a fresh Debian machine: the Fashion-MNIST files and the Python packages.
-# Idempotent; run as root (or with sudo available) from anywhere.
+# Set up fmtrain on a fresh Debian machine: the Fashion-MNIST files, the Debian packages the
+# tests drive (Chromium and its driver), and fmtrain with its Python packages in the virtual
+# environment .venv of this checkout (a stock Debian Python refuses system-wide pip installs).
+# Idempotent; run as root or with sudo available, from anywhere. Then: . .venv/bin/activate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq dataset-fashion-mnist
-fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$package")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    [ -n "${APT_UPDATED:-}" ] || { $SUDO apt-get update -qq; APT_UPDATED=1; }
+    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+apt_install dataset-fashion-mnist chromium chromium-driver postgresql
+python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null \
+  || apt_install python3-venv
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax]"
+echo "fmtrain is set up in $(pwd)/.venv; enter it with: . .venv/bin/activate"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 
 REAL_DATA = Path(os.environ.get("FMTRAIN_TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
 PROJECT = Path(__file__).resolve().parent.parent
+# The tests start `fmtrain` and `mlflow` as a user would: from the environment running pytest,
+# activated or not.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:

@@ -5,47 +5,109 @@ import sys
 
 import pytest
 
-from conftest import PROJECT, all_runs
+from fmtrain import configs
 from fmtrain.cli import main
 
+from conftest import PROJECT, all_runs
 
-def test_help_imports_neither_tensorflow_nor_mlflow():
-    code = ("import sys\nfrom fmtrain.cli import main\ntry:\n    main(['train', '--help'])\n"
-            "except SystemExit:\n    pass\nprint(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "--dropout_rate V, --dropout-rate V" in out and out.strip().endswith("[]")
+HEAVY = "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'jax') if m in sys.modules))"
 
 
-def test_top_level_help_is_served_without_heavy_imports():
-    code = ("import sys\nfrom fmtrain.cli import main\ntry:\n    main(['--help'])\n"
-            "except SystemExit:\n    pass\nprint(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "train     train one configuration as one MLflow run" in out and out.strip().endswith("[]")
+def _in_fresh_process(argv):
+    code = f"import sys\nfrom fmtrain.cli import main\nmain({argv!r})\n{HEAVY}"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
 
-def test_configs_lists_every_configuration(capsys):
+def test_help_lists_types_choices_and_defaults_without_heavy_imports():
+    out = _in_fresh_process(["train", "--help"]).stdout
+    assert "--dropout_rate, --dropout-rate NUMBER" in out
+    assert "--optimizer [rmsprop|adam|sgd]" in out and "--patience INTEGER|NONE" in out
+    assert "[default: early-stopping]" in out and "[default: 0.3, or the" in out
+    assert out.strip().endswith("[]")
+
+
+def test_top_level_help_and_a_bad_option_are_served_without_heavy_imports():
+    out = _in_fresh_process(["--help"]).stdout
+    assert "train     Train one configuration as one MLflow run." in out and out.strip().endswith("[]")
+    done = _in_fresh_process(["train", "--epoch", "5"])
+    assert done.stderr.strip() == ("fmtrain: error: No such option '--epoch'. Did you mean '--epochs'? "
+                                   "(see `fmtrain train --help`)")
+    assert done.stdout.strip().endswith("[]")
+
+
+def test_cli_runner_parses_every_setting_by_its_one_name():
+    from click.testing import CliRunner
+
+    from fmtrain import cli
+
+    seen = {}
+
+    @cli.setting_options
+    def probe(**settings):
+        seen.update(cli.overrides_from(settings))
+
+    import click
+
+    command = click.command()(probe)
+    result = CliRunner().invoke(command, ["--dropout-rate", "0.5", "--learning_rate", "none",
+                                          "--validation", "false", "--epochs", "7"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"dropout_rate": "0.5", "learning_rate": "none", "validation": "false", "epochs": "7"}
+    result = CliRunner().invoke(command, ["--batch_size", "32.5"])
+    assert result.exit_code == 2 and "batch_size must be a whole number, got '32.5'" in result.output
+
+
+def test_configs_lists_every_configuration_with_its_chapter_step(capsys):
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = [line.split()[0] for line in lines[1:17:2]]
-    assert names == ["rmsprop-5", "rmsprop-20", "rmsprop-val", "adam", "dropout", "save-restore",
-                     "checkpoint", "early-stopping"]
-    assert lines[15].endswith("(default)") and lines[16].strip() == "nothing: it is the default"
-    assert lines[2].strip() == ("epochs=5, optimizer=rmsprop, dropout_rate=0.0, patience=none, "
-                                "validation=false, checkpoint=false")
+    assert lines[0].split() == ["configuration", "chapter", "step", "changes", "from", "the", "default"]
+    names = [line.split()[0] for line in lines[1:9]]
+    assert names == list(configs.CONFIGS)
+    assert "loss curve from History" in lines[1] and lines[1].rstrip().endswith(
+        "epochs=5, optimizer=rmsprop, dropout_rate=0.0, patience=none, validation=false, checkpoint=false")
+    assert lines[8].startswith("early-stopping (default)") and lines[8].rstrip().endswith("nothing")
+
+
+def _imported_modules(path):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield node.lineno, [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.lineno, [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
 
 
 def test_only_the_tracking_boundary_imports_mlflow():
-    import ast
-
-    offenders = []
-    for path in (PROJECT / "fmtrain").rglob("*.py"):
-        allowed = path.parent.name == "tracking" or path.name == "registry.py"
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if any(n.split(".")[0] == "mlflow" for n in names) and not allowed:
-                offenders.append(f"{path.name}:{node.lineno}")
+    offenders = [f"{path.relative_to(PROJECT)}:{line}"
+                 for path in (PROJECT / "fmtrain").rglob("*.py")
+                 for line, names in _imported_modules(path)
+                 if any(n.split(".")[0] == "mlflow" for n in names) and path.parent.name != "tracking"]
     assert offenders == []
+
+
+def test_no_import_cycles_and_no_upward_imports():
+    """The layers of DESIGN.md: the command line on workflows, workflows on the library and the
+    tracking boundary, which imports neither workflows nor the command line."""
+    package = PROJECT / "fmtrain"
+    modules = {".".join(p.relative_to(PROJECT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {name: {m for _, names in _imported_modules(path) for m in names if m in modules and m != name}
+             for name, path in modules.items()}
+    # A cycle shows up as a module reachable from itself.
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            current = todo.pop()
+            assert current != start, f"import cycle through {start}"
+            if current not in seen:
+                seen.add(current)
+                todo.extend(graph[current])
+    for name, imported in graph.items():
+        if name.startswith("fmtrain.tracking"):
+            assert not {m for m in imported if m.startswith(("fmtrain.workflows", "fmtrain.cli"))}, name
+        if not name.startswith(("fmtrain.workflows", "fmtrain.cli")):
+            assert not {m for m in imported if m.startswith(("fmtrain.workflows", "fmtrain.cli"))}, name
 
 
 @pytest.fixture
@@ -60,15 +122,17 @@ def corrupt_dir(tmp_path, tiny_data_dir):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--config", "adamw"], "unknown configuration 'adamw'; choose one of: rmsprop-5"),
+    (["train", "--config", "adamw"], "'adamw' is not one of 'rmsprop-5', 'rmsprop-20'"),
     (["train", "--dropout_rate", "1.5"], "dropout_rate must be in [0, 1), got 1.5"),
     (["train", "--epochs", "0"], "epochs must be at least 1, got 0"),
-    (["train", "--optimizer", "adagrad"], "unknown optimizer 'adagrad'"),
+    (["train", "--optimizer", "adagrad"], "'adagrad' is not one of 'rmsprop', 'adam', 'sgd'"),
+    (["train", "--learning_rate", "inf"], "learning_rate must be a positive finite number, got inf"),
+    (["train", "--seed", "-1"], "seed must be in [0, 4294967295], got -1"),
     (["train", "--epochs", "ten"], "epochs must be a whole number, got 'ten'"),
     (["train", "--learning-rate", "fast"], "learning_rate must be a number, got 'fast'"),
     (["train", "--data_dir", "/nonexistent/fashion"], "/nonexistent/fashion: data directory not found"),
     (["train", "--data_dir", "{corrupt}"], "train-images-idx3-ubyte.gz: cannot be read"),
-    (["train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),
+    (["train", "--epoch", "5"], "No such option '--epoch'"),
     (["sweep", "--configs", "adam,nope"], "unknown configuration nope; choose from: rmsprop-5"),
     (["sweep", "--epochs", "0"], "epochs must be at least 1, got 0"),
     (["sweep", "--limit", "5"], "limit must be 0 (all data) or at least 40"),
@@ -80,10 +144,7 @@ def corrupt_dir(tmp_path, tiny_data_dir):
 ])
 def test_bad_input_gets_one_line_and_no_run(argv, message, store, corrupt_dir, capsys):
     argv = [a.replace("{corrupt}", str(corrupt_dir)) for a in argv]
-    try:
-        assert main(argv) == 2
-    except SystemExit as exit_:  # argparse's own errors exit from inside the parser
-        assert exit_.code == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     ours = [line for line in err.splitlines() if line.startswith("fmtrain:")]
     assert len(ours) == 1 and ours[0].startswith("fmtrain: error: ") and message in ours[0], err

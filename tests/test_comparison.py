@@ -1,4 +1,5 @@
 from fmtrain import comparison
+from fmtrain.tracking.queries import RunRecord
 
 
 def record(name, status="FINISHED", final=0.4, val_loss=(0.5, 0.4, 0.45), error=""):
@@ -6,19 +7,20 @@ def record(name, status="FINISHED", final=0.4, val_loss=(0.5, 0.4, 0.45), error=
         "final_val_loss": final, "final_val_accuracy": 0.8, "reload_whole_val_accuracy": 0.8,
         "epochs_run": float(len(val_loss)), "stopped_epoch": float(len(val_loss) - 1),
         "best_epoch": float(list(val_loss).index(min(val_loss)))}
-    return {"name": name, "run_id": f"id-{name}", "status": status, "error": error,
-            "params": {"optimizer": "adam", "dropout_rate": "0.3", "epochs": "3"},
-            "metrics": metrics, "seconds": 12.5, "loss": [0.6, 0.5, 0.4], "val_loss": list(val_loss)}
+    return RunRecord(name=name, run_id=f"id-{name}", status=status, error=error,
+                     params={"optimizer": "adam", "dropout_rate": "0.3", "epochs": "3"},
+                     metrics=metrics, seconds=12.5,
+                     curves={"loss": [0.6, 0.5, 0.4], "val_loss": list(val_loss)})
 
 
 def test_rows_best_and_markdown():
     records = [record("a", final=0.45), record("b", final=0.41, val_loss=(0.5, 0.41, 0.42)),
                record("c", status="FAILED", error="ValueError: bad", val_loss=())]
     rows = comparison.summary_rows(records)
-    assert [r["config"] for r in rows] == ["a", "b", "c"]
-    assert rows[1]["best_val_loss"] == 0.41 and rows[1]["best_epoch"] == 1 and rows[1]["stopped_epoch"] == 2
-    assert rows[2]["status"] == "FAILED: ValueError: bad" and rows[2]["final_val_loss"] is None
-    assert comparison.best_row(rows)["config"] == "b"
+    assert [r.config for r in rows] == ["a", "b", "c"]
+    assert rows[1].best_val_loss == 0.41 and rows[1].best_epoch == 1 and rows[1].stopped_epoch == 2
+    assert rows[2].status == "FAILED: ValueError: bad" and rows[2].final_val_loss is None
+    assert comparison.best_row(rows).config == "b"
     markdown = comparison.to_markdown(rows).splitlines()
     assert markdown[0].startswith("| config | status | optimizer |") and len(markdown) == 5
     assert "| b | FINISHED | adam | 0.3 | 3 | 3 | 2 | 1 | 0.4100 | 0.4100 | 0.8000 | 0.8000 | 12.5 |" in markdown
@@ -39,4 +41,4 @@ def test_figure_has_a_line_per_run_on_shared_axes():
 
 def test_a_diverged_run_is_never_the_best():
     rows = comparison.summary_rows([record("nan", final=float("nan")), record("ok", final=2.0)])
-    assert comparison.best_row(rows)["config"] == "ok"
+    assert comparison.best_row(rows).config == "ok"

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from conftest import make_dataset, write_idx
 from fmtrain import data
 from fmtrain.data import DataError
+
+from conftest import make_dataset, write_idx
 
 
 def test_read_idx_round_trips_compressed_and_plain(tmp_path):

@@ -25,8 +25,9 @@ def test_optimizer_by_name_with_optional_learning_rate():
 
 
 def test_callbacks_follow_the_configuration(tmp_path):
-    assert build_callbacks(configs.resolve("adam")) == []
-    checkpoint, early = build_callbacks(configs.resolve("early-stopping"), str(tmp_path / "best.keras"))
+    (nan_guard,) = build_callbacks(configs.resolve("adam"))
+    assert isinstance(nan_guard, keras.callbacks.TerminateOnNaN)
+    _, checkpoint, early = build_callbacks(configs.resolve("early-stopping"), str(tmp_path / "best.keras"))
     assert isinstance(checkpoint, keras.callbacks.ModelCheckpoint) and checkpoint.save_best_only
     assert isinstance(early, keras.callbacks.EarlyStopping)
     assert (early.patience, early.restore_best_weights, early.monitor) == (2, True, "val_loss")

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, all_runs
 from fmtrain import data
 from fmtrain.cli import main
+
+from conftest import PROJECT, all_runs
 
 
 @pytest.fixture

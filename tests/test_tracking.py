@@ -4,35 +4,50 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from fmtrain import errors
+from fmtrain.tracking import logging as tracked
+from fmtrain.tracking import runs, store
+
 from conftest import all_runs
-from fmtrain.tracking import runs
 
 
 def test_params_already_logged_by_mlflow_run_are_kept_when_they_mean_the_same(store):
     mlflow.set_experiment("fashion-mnist")
     with mlflow.start_run() as run:
         mlflow.log_params({"epochs": "5.0", "dropout_rate": "0", "config": "adam"})
-        runs.log_params(MlflowClient(), run.info.run_id,
-                        {"epochs": "5", "dropout_rate": "0.0", "config": "adam", "seed": "42"})
+        tracked.log_params(run.info.run_id,
+                           {"epochs": "5", "dropout_rate": "0.0", "config": "adam", "seed": "42"})
         with pytest.raises(ValueError, match="param epochs is already logged .* as '5.0' but resolves to '6'"):
-            runs.log_params(MlflowClient(), run.info.run_id, {"epochs": "6"})
+            tracked.log_params(run.info.run_id, {"epochs": "6"})
     assert MlflowClient().get_run(run.info.run_id).data.params == {
         "epochs": "5.0", "dropout_rate": "0", "config": "adam", "seed": "42"}
 
 
 def test_a_failure_inside_a_tracked_run_marks_it_failed_and_names_it(store):
     mlflow.set_experiment("fashion-mnist")
-    with pytest.raises(runs.RunFailed, match=r"run \w+ \(demo\) failed: KeyError: 'x'") as caught:
+    with pytest.raises(errors.RunFailed, match=r"run \w+ \(demo\) failed: KeyError: 'x'") as caught:
         with runs.tracked_run("demo", {"a": "1"}):
             raise KeyError("x")
     (run,) = all_runs()
     assert run.info.run_id == caught.value.run_id and run.info.status == "FAILED"
     assert run.data.tags["fmtrain.error"] == "KeyError: 'x'" and run.data.params == {"a": "1"}
-    assert not runs.is_input_error(caught.value) and runs.is_input_error(ValueError("bad"))
+    assert errors.exit_code(caught.value) == 1 and errors.exit_code(ValueError("bad")) == 2
+
+
+def test_a_run_resumed_under_mlflow_run_keeps_the_params_mlflow_logged(store, monkeypatch):
+    """Under `mlflow run -e sweep`, MLflow creates the run and logs `configs=all` first."""
+    mlflow.set_experiment("fashion-mnist")
+    existing = MlflowClient().create_run(mlflow.get_experiment_by_name("fashion-mnist").experiment_id)
+    MlflowClient().log_param(existing.info.run_id, "configs", "all")
+    monkeypatch.setenv("MLFLOW_RUN_ID", existing.info.run_id)
+    with runs.tracked_run("sweep", {"configs": "all", "epochs": "2"}) as run_id:
+        assert run_id == existing.info.run_id
+    (run,) = all_runs()
+    assert run.data.params == {"configs": "all", "epochs": "2"} and run.info.status == "FINISHED"
 
 
 def test_unreachable_store_is_described_by_its_uri(monkeypatch):
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:9")
     error = mlflow.exceptions.MlflowException("API request failed: Max retries exceeded with url")
-    assert runs.describe_for_person(error) == ("tracking store http://127.0.0.1:9 cannot be reached; "
-                                               "start it or point MLFLOW_TRACKING_URI at one that runs")
+    assert store.describe_store_error(error) == ("tracking store http://127.0.0.1:9 cannot be reached; "
+                                                 "start it or point MLFLOW_TRACKING_URI at one that runs")

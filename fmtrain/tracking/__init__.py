@@ -1,7 +1,11 @@
-"""The MLflow boundary for tracking: with ``fmtrain.registry``, the only code that imports mlflow.
+"""The MLflow boundary: the only code that imports ``mlflow``.
 
-- ``runs``: one training run (autolog, params, metrics, artifacts, the model);
-- ``sweeps``: a parent run with nested children;
-- ``store``: reading finished runs back for comparison;
-- ``evaluation``: the test-set evaluation run of a logged or registered model.
+- ``names``: tags, experiment, model and artifact names (imports nothing);
+- ``store``: opening the tracking store, "not found", reading one run;
+- ``runs``: run lifecycle: start or resume, end with a status, errors as tags;
+- ``logging``: autolog, params, metrics, artifacts, figures and the logged model;
+- ``queries``: typed records read back from the store, for comparison;
+- ``registry``: register models, move aliases, resolve and load models.
+
+Nothing here imports fmtrain's workflows or command line.
 """

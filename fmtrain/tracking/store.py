@@ -1,52 +1,149 @@
-"""Read finished runs back from the tracking store, as plain records for comparison."""
+"""Opening the tracking store: the schema once under a lock, a fast start-up check, "not found".
+
+The store is ``MLFLOW_TRACKING_URI`` when set, otherwise MLflow's default (``sqlite:///mlflow.db``
+in the working directory).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, ERROR_TAG, get_run
+from fmtrain.errors import StoreError
+from fmtrain.tracking.names import DEFAULT_EXPERIMENT, MISSING_CODES
 
-CURVES = ("loss", "val_loss")
-
-
-def child_run_ids(parent_run_id: str) -> list[str]:
-    """The nested runs of ``parent_run_id``, oldest first (the order the sweep ran them)."""
-    client = MlflowClient()
-    parent = get_run(parent_run_id)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-        order_by=["attributes.start_time ASC"], max_results=1000)
-    return [run.info.run_id for run in children]
+# The start-up check of an HTTP store fails within seconds; later requests keep MLflow's own
+# retries with back-off (several minutes), so an outage during training is ridden out.
+_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-def fetch_records(run_ids: list[str]) -> list[dict]:
-    """One record per run: name, run_id, status, error, params, metrics, seconds, and the
-    per-epoch ``loss`` and ``val_loss`` lists. Raises ValueError for an unknown run id."""
-    client = MlflowClient()
-    records = []
-    for run_id in run_ids:
-        run = get_run(run_id)
-        curves = {key: [m.value for m in sorted(client.get_metric_history(run_id, key),
-                                                 key=lambda m: (m.step, m.timestamp))
-                        if m.step < _epochs(run)]
-                  for key in CURVES}
-        end = run.info.end_time or run.info.start_time
-        records.append({
-            "name": run.data.tags.get(CONFIG_TAG, run.info.run_name),
-            "run_id": run_id,
-            "status": run.info.status,
-            "error": run.data.tags.get(ERROR_TAG, ""),
-            "params": dict(run.data.params),
-            "metrics": dict(run.data.metrics),
-            "seconds": (end - run.info.start_time) / 1000.0,
-            **curves,
-        })
-    return records
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
 
 
-def _epochs(run) -> float:
-    # Autolog adds the restored epoch's metrics one step past stopped_epoch; the curves stop at
-    # the epochs really trained.
-    return run.data.metrics.get("epochs_run", float("inf"))
+def open_store(experiment: str | None = None) -> None:
+    """Check that the store can be used and select the experiment for new runs.
 
+    Under ``mlflow run`` the run and its experiment exist already and are kept. Raises
+    StoreError, in one line naming the store, when it cannot be created, written or reached.
+    """
+    uri = tracking_uri()
+    if uri.startswith("sqlite:"):
+        _prepare_sqlite(uri)
+    with _fail_fast(), _unreachable_is_store_error():
+        if os.environ.get("MLFLOW_RUN_ID"):
+            MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+        else:
+            mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    return None if not path or path == ":memory:" else Path(path)
+
+
+def _prepare_sqlite(uri: str) -> None:
+    """Create or upgrade the sqlite schema once, under a file lock, before MLflow opens it.
+
+    Several processes opening a new store at once (a parallel sweep, a CI matrix) would otherwise
+    each run MLflow's schema migrations and collide.
+    """
+    path = _sqlite_path(uri)
+    if path is None:
+        return
+    path = path.resolve()
+    if not path.parent.is_dir():
+        raise StoreError(f"tracking store {path}: folder {path.parent} does not exist; "
+                         "create it or set MLFLOW_TRACKING_URI")
+    # Real writes, not os.access: root passes every permission check, but not an immutable
+    # file or a read-only mount.
+    if path.exists():
+        try:
+            open(path, "r+b").close()
+        except OSError as error:
+            raise StoreError(f"tracking store {path} cannot be written ({error.strerror}); make "
+                             "it writable or set MLFLOW_TRACKING_URI to a store you can write") from None
+    lock = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock, "a")
+    except OSError as error:
+        raise StoreError(f"tracking store {path} cannot be written: folder {path.parent}: "
+                         f"{error.strerror}; run from a writable folder or set "
+                         "MLFLOW_TRACKING_URI") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            with _unreachable_is_store_error():
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _fail_fast():
+    """Short HTTP retries and time-outs for the block; the user's own settings win."""
+    added = [name for name in _FAST if name not in os.environ]
+    os.environ.update({name: _FAST[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def _unreachable_is_store_error():
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to open the store is the store's
+        raise StoreError(describe_store_error(error)) from None
+
+
+def describe_store_error(error: BaseException) -> str:
+    """One line on why the store cannot be used, naming it."""
+    uri = tracking_uri()
+    text = str(getattr(error, "message", "") or error)
+    if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish")):
+        return (f"tracking store {uri} cannot be reached; start it or point MLFLOW_TRACKING_URI "
+                "at one that runs")
+    if any(s in text for s in ("401", "403", "Unauthorized", "Forbidden", "credentials")):
+        return (f"tracking store {uri} refused the credentials; check MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD")
+    if "readonly database" in text or "unable to open database" in text:
+        return f"tracking store {uri} cannot be written; check the file's and folder's permissions"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"tracking store {uri}: {first}"
+
+
+@contextlib.contextmanager
+def not_found(message):
+    """Turn the store's 'does not exist' into ValueError(message); other errors pass.
+
+    ``message`` is text, or a function giving it, called only on failure (it may ask the store
+    what does exist)."""
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code in MISSING_CODES:
+            raise ValueError(message() if callable(message) else message) from None
+        raise
+
+
+def get_run(run_id: str):
+    """The run ``run_id``; a ValueError naming the store when there is none."""
+    with not_found(lambda: f"run {run_id!r} not found in {tracking_uri()}"):
+        return MlflowClient().get_run(run_id)
+
+
+def is_local_store() -> bool:
+    """Whether the store is a file on this machine (sqlite or a folder), not a server."""
+    return urlparse(tracking_uri()).scheme in ("", "file", "sqlite")

@@ -1,18 +1,21 @@
-"""The MLflow boundary for the Model Registry: register a run's model, move aliases, load back.
+"""The Model Registry: register a run's model, move aliases, resolve model URIs, load back.
 
 Aliases (``models:/NAME@ALIAS``) replace the deprecated registry stages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import re
 from dataclasses import dataclass
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.runs import CONFIG_TAG, MODEL_NAME, get_run, not_found
+from fmtrain.tracking.names import CONFIG_TAG, MODEL_NAME
+from fmtrain.tracking.store import get_run, not_found
 
 
 class RegistryError(ValueError):
@@ -36,11 +39,17 @@ def register(run_id: str, name: str, alias: str | None = None):
     """
     client = MlflowClient()
     run = get_run(run_id)
-    if not client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                       filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'"):
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'")
+    if not models:
         raise RegistryError(f"run {run_id} has no logged model {MODEL_NAME!r} to register")
-    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name,
-                                    tags={CONFIG_TAG: run.data.tags.get(CONFIG_TAG, "")})
+    # The logged model's own URI (models:/m-...): the version keeps its link to the run, and
+    # MLflow need not look for (absent) run artifacts at runs:/RUN_ID/model.
+    # MLflow prints its own "Successfully registered ..." lines; fmtrain's caller reports it.
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(models[0].model_uri, name,
+                                        tags={CONFIG_TAG: run.data.tags.get(CONFIG_TAG, "")})
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return version
@@ -86,5 +95,5 @@ def _latest(client: MlflowClient, name: str) -> int:
 
 
 def load_keras_model(model_uri: str):
-    """Load a logged model back as a Keras model through MLflow."""
-    return mlflow.tensorflow.load_model(model_uri)
+    """Load a logged model back as a Keras model through MLflow (on the current backend)."""
+    return mlflow.keras.load_model(model_uri)

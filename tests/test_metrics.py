@@ -1,6 +1,6 @@
 import numpy as np
 
-from fmtrain import evaluation
+from fmtrain import metrics
 from fmtrain.data import CLASS_NAMES
 
 
@@ -10,7 +10,7 @@ def test_scores_match_an_independent_computation():
     probabilities = rng.dirichlet(np.ones(10), size=200)
     probabilities[np.arange(150), labels[:150]] += 2.0  # 150 right, the rest at random
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    result = evaluation.score(probabilities, labels)
+    result = metrics.score(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
     assert result.metrics["test_accuracy"] == np.mean(predicted == labels)
     loss = -np.mean(np.log(probabilities[np.arange(200), labels]))
@@ -28,8 +28,8 @@ def test_scores_match_an_independent_computation():
 def test_figures_name_the_classes():
     labels = np.arange(20) % 10
     probabilities = np.eye(10)[(labels + 1) % 10]  # every prediction wrong
-    result = evaluation.score(probabilities, labels)
-    figures = evaluation.figures(result, np.zeros((20, 28, 28)), labels)
+    result = metrics.score(probabilities, labels)
+    figures = metrics.figures(result, np.zeros((20, 28, 28)), labels)
     assert set(figures) == {"confusion-matrix.png", "misclassified.png"}
     ticks = [t.get_text() for t in figures["confusion-matrix.png"].axes[0].get_xticklabels()]
     assert ticks == list(CLASS_NAMES)

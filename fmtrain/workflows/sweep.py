@@ -1,7 +1,7 @@
-"""Run several configurations as nested child runs of one parent run, then compare them.
+"""Several configurations as nested child runs of one parent run, then their comparison.
 
-Each child is made by the same ``train_run`` as ``fmtrain train``, so a child and a single run
-hold the same params, metrics and artifacts.
+Each child is made by ``workflows.train.train_run``, the function ``fmtrain train`` uses, so a
+child and a single run hold the same params, metrics and artifacts.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fmtrain import comparison, configs, data
-
-CHAMPION_ALIAS = "champion"
+from fmtrain.comparison import SummaryRow
+from fmtrain.errors import RunFailed
+from fmtrain.workflows.train import register_finished, train_run
 
 
 @dataclass
@@ -20,8 +21,8 @@ class SweepOutcome:
     """A finished sweep: the parent run, the summary rows, the best row and the failures."""
 
     parent_run_id: str
-    rows: list[dict]
-    best: dict | None
+    rows: list[SummaryRow]
+    best: SummaryRow | None
     failures: list[str] = field(default_factory=list)
     registered_version: str | None = None
 
@@ -38,7 +39,7 @@ def parse_names(text: str | None) -> list[str]:
     return names
 
 
-def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None, experiment=None,
+def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experiment=None,
               register_best: str | None = None, verbose: int = 0,
               echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides``,
@@ -46,9 +47,10 @@ def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None
 
     Settings that no configuration can take are refused before any run exists. A configuration
     that fails (an override it alone cannot take, an error while training) leaves its child
-    FAILED and the sweep goes on; Ctrl-C stops it, leaving every run ended.
+    FAILED and the sweep goes on; a signal stops it, leaving every run ended.
     """
-    from fmtrain.tracking import runs, store, sweeps
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import runs, store
 
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
@@ -61,40 +63,48 @@ def run_sweep(requested: str | None, overrides: dict[str, str], *, data_dir=None
     if all(isinstance(config, ValueError) for config in resolved.values()):
         raise resolved[names[0]]
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
-    runs.use_experiment(experiment)
+    store.open_store(experiment)
     failures = []
-    normalised = {key: configs.format_value(value) for key, value in typed.items()}
-    with sweeps.parent_run(names, requested or "all", normalised) as parent_id:
+    params = {"configs": requested or "all",
+              **{key: configs.format_value(value) for key, value in typed.items()}}
+    with runs.tracked_run("sweep", params, tags={tags.SWEEP_TAG: ",".join(names)}) as parent_id:
         for index, name in enumerate(names, start=1):
             start, config = time.perf_counter(), resolved[name]
             try:
                 if isinstance(config, ValueError):
-                    sweeps.failed_child(name, config)
+                    runs.failed_child(name, config)
                     raise config
-                outcome = runs.train_run(config, name, splits, nested=True, verbose=verbose)
-            except Exception as error:  # noqa: BLE001 - the child is FAILED; the sweep goes on
+                outcome = train_run(config, name, splits, nested=True, verbose=verbose)
+            except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
                 failures.append(name)
                 echo(f"[{index}/{len(names)}] {name} ... FAILED: {error}")
                 continue
             echo(f"[{index}/{len(names)}] {name} ... val_loss "
                  f"{outcome.result.metrics['final_val_loss']:.3f}, {time.perf_counter() - start:.0f} s")
-        records = store.fetch_records(store.child_run_ids(parent_id))
-        rows = comparison.summary_rows(records)
+        rows, figure = compare([parent_id])
         best = comparison.best_row(rows)
-        sweeps.log_comparison(parent_id, comparison.figure(records), rows)
+        log_comparison(parent_id, rows, figure)
     result = SweepOutcome(parent_id, rows, best, failures)
     if register_best and best:
-        result.registered_version = runs.register_finished(best["run_id"], register_best,
-                                                           alias=CHAMPION_ALIAS)
+        result.registered_version = register_finished(best.run_id, register_best,
+                                                      alias=tags.CHAMPION_ALIAS)
     return result
 
 
-def compare(run_ids: list[str]) -> tuple[list[dict], object]:
-    """Summary rows and figure for a sweep's parent run id, or for several run ids."""
-    from fmtrain.tracking import store
+def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
+    """Summary rows and figure for a sweep's parent run id, or for several run ids, read from
+    the store alone."""
+    from fmtrain.tracking import queries
 
     if len(run_ids) == 1:
-        children = store.child_run_ids(run_ids[0])
-        run_ids = children or run_ids
-    records = store.fetch_records(run_ids)
+        run_ids = queries.child_run_ids(run_ids[0]) or run_ids
+    records = queries.fetch_records(run_ids)
     return comparison.summary_rows(records), comparison.figure(records)
+
+
+def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
+    """Log a comparison built by ``compare`` on the sweep's parent run."""
+    from fmtrain.tracking import logging as tracked
+
+    tracked.log_comparison(parent_run_id, figure, rows, comparison.to_csv(rows),
+                           comparison.to_markdown(rows), comparison.best_row(rows))

@@ -1,0 +1,86 @@
+"""Choose the Keras backend before Keras is imported, and import it without native noise.
+
+TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, ``cuInit``) are written by absl before
+any Python setting can stop them. They say nothing a user can act on, so they are sent to
+/dev/null during the import, unless the user asks for them (``TF_CPP_MIN_LOG_LEVEL=0`` or
+``FMTRAIN_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+BACKENDS = ("tensorflow", "jax")
+DEFAULT_BACKEND = "tensorflow"
+
+
+def debugging() -> bool:
+    return bool(os.environ.get("FMTRAIN_DEBUG"))
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(enabled: bool = True):
+    """Send file descriptor 2 to /dev/null for the block (Python's own errors still raise)."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def use(backend: str = DEFAULT_BACKEND):
+    """Select ``backend`` for Keras and import Keras quietly; returns the keras module.
+
+    Raises ValueError when Keras was already imported with another backend, or when the backend's
+    package is not installed (with the command that installs it).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise ValueError(f"this process already runs Keras on {keras.backend.backend()}; "
+                             f"backend={backend} needs a new process")
+        return keras
+    os.environ["KERAS_BACKEND"] = backend
+    # Asking for TensorFlow's logs means TF_CPP_MIN_LOG_LEVEL=0: other values (TensorFlow sets 1
+    # in a process that imported it, and children inherit it) ask for less, never more.
+    quiet = not debugging() and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0"
+    if quiet:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        with native_stderr_silenced(quiet):
+            if backend == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # probes CUDA now, while stderr is quiet
+            else:
+                import jax
+
+                jax.devices()
+            import keras
+    except ImportError as error:
+        extra = "jax" if backend == "jax" else "tensorflow"
+        raise ValueError(f"backend {backend} is not installed ({error}); install it with "
+                         f"`pip install 'fmtrain[{extra}]'`") from None
+    return keras
+
+
+def requirements(backend: str = DEFAULT_BACKEND) -> list[str]:
+    """pip requirements of a model saved on ``backend`` (besides keras), pinned as installed."""
+    from importlib.metadata import version
+
+    packages = ("tensorflow",) if backend == "tensorflow" else ("jax", "jaxlib")
+    return [f"{name}=={version(name)}" for name in packages]

@@ -1,0 +1,68 @@
+"""What the commands print: a few plain lines per run, sweep or evaluation."""
+
+from __future__ import annotations
+
+from fmtrain import comparison, configs
+
+
+def configs_table() -> str:
+    """The configurations, the chapter step each reproduces and what it changes from the default."""
+    rows = [("configuration", "chapter step", "changes from the default")]
+    for name, (step, _) in configs.CONFIGS.items():
+        changes = ", ".join(f"{k}={configs.format_value(v)}"
+                            for k, v in configs.changed_fields(name).items())
+        label = f"{name} (default)" if name == configs.DEFAULT_CONFIG else name
+        rows.append((label, step, changes or "nothing"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows]
+    lines.append("\ndefault settings: " + ", ".join(
+        f"{k}={v}" for k, v in configs.DEFAULT.to_params().items()))
+    return "\n".join(lines)
+
+
+def train_report(outcome) -> str:
+    """A few lines on a finished training run (a workflows.train.TrainOutcome)."""
+    result, metrics = outcome.result, outcome.result.metrics
+    lines = [
+        f"run {outcome.run_id} ({outcome.name}): {len(result.epoch_seconds)} epochs, "
+        f"stopped_epoch {result.stopped_epoch}, best_epoch {result.best_epoch}"
+        + (" (early stopping)" if result.early_stopped else ""),
+        f"  kept model: val_loss {metrics['final_val_loss']:.4f}, "
+        f"val_accuracy {metrics['final_val_accuracy']:.4f}",
+        f"  reload checks: load_weights {metrics['reload_weights_val_accuracy']:.4f}, "
+        f"load_model {metrics['reload_whole_val_accuracy']:.4f} "
+        f"({'equal' if metrics['reload_checks_passed'] else 'DIFFERENT'} to the model in memory)",
+    ]
+    if "best_checkpoint_val_loss" in metrics:
+        lines.append(f"  best checkpoint: val_loss {metrics['best_checkpoint_val_loss']:.4f}, "
+                     f"val_accuracy {metrics['best_checkpoint_val_accuracy']:.4f}")
+    lines.append(f"  {metrics['seconds_per_epoch']:.2f} s per epoch, fit {result.fit_seconds:.1f} s")
+    lines.append(f"  model: {outcome.model_uri}")
+    if outcome.registered_version:
+        lines.append(f"  registered as version {outcome.registered_version}")
+    return "\n".join(lines)
+
+
+def sweep_report(outcome, register_best: str | None) -> str:
+    """The summary table of a finished sweep (a workflows.sweep.SweepOutcome) and its best run."""
+    lines = [f"\nsweep {outcome.parent_run_id}: {len(outcome.rows)} configurations\n",
+             comparison.to_markdown(outcome.rows)]
+    if outcome.best:
+        lines.append(f"best: {outcome.best.config} (run {outcome.best.run_id}, "
+                     f"val_loss {outcome.best.final_val_loss:.4f})")
+    if outcome.registered_version:
+        lines.append(f"registered as {register_best} version {outcome.registered_version}, "
+                     "alias champion")
+    return "\n".join(lines)
+
+
+def evaluation_report(outcome) -> str:
+    """Two lines on an evaluation run (a workflows.evaluate.EvaluationOutcome)."""
+    resolved, metrics = outcome.resolved, outcome.evaluation.metrics
+    version = f" ({resolved.name} version {resolved.version})" if resolved.name else ""
+    worst = min(outcome.evaluation.per_class, key=lambda row: row["f1"])
+    return (f"evaluated {resolved.uri}{version} on {outcome.test_size} test images: "
+            f"loss {metrics['test_loss']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"macro F1 {metrics['test_macro_f1']:.4f}\n"
+            f"  hardest class: {worst['class']} (F1 {worst['f1']:.3f}); "
+            f"evaluation run {outcome.run_id}")

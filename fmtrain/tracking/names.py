@@ -1,0 +1,31 @@
+"""Names shared across the MLflow boundary: tags, experiment, model and artifact names.
+
+The floor of the tracking package: it imports nothing, so every other module can use it.
+"""
+
+DEFAULT_EXPERIMENT = "fashion-mnist"
+MODEL_NAME = "model"  # the name under which each training run logs its model
+CHAMPION_ALIAS = "champion"
+
+# Tags fmtrain sets on runs.
+CONFIG_TAG = "fmtrain.config"
+ERROR_TAG = "fmtrain.error"
+SWEEP_TAG = "fmtrain.sweep.configs"
+BEST_TAG = "fmtrain.best_run_id"
+BEST_CONFIG_TAG = "fmtrain.best_config"
+EVALUATED_TAG = "fmtrain.evaluated_model_uri"
+# MLflow's own tag for nested runs.
+PARENT_TAG = "mlflow.parentRunId"
+
+# Artifacts of a sweep's parent run and of an evaluation run.
+SWEEP_FIGURE = "sweep-val-loss.png"
+SWEEP_CSV = "sweep-summary.csv"
+SWEEP_MD = "sweep-summary.md"
+PER_CLASS_FILE = "per-class-metrics.csv"
+
+# Error codes with which stores say that a run, model, version or alias does not exist.
+MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+# Each open run's tag refreshed while its process lives (Unix seconds), so that runs left
+# RUNNING by a process that died (SIGKILL, power loss, out of memory) can be found.
+HEARTBEAT_TAG = "fmtrain.heartbeat"

@@ -1,0 +1,84 @@
+"""One training run: data, fit, the chapter's checks, logging, and optional registration.
+
+``train_run`` is the one function that makes a training run: ``fmtrain train`` calls it, and so
+does every child of a sweep, so a child differs from a single run only by its parent and tags.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+from fmtrain import backend, configs, data
+from fmtrain.configs import TrainConfig
+from fmtrain.errors import RunEnded, one_line
+
+LOADS = ("loss", "accuracy")
+
+
+@dataclass
+class TrainOutcome:
+    """A finished training run: its id, what training returned, the model and its version."""
+
+    run_id: str
+    name: str
+    result: object  # fmtrain.training.TrainResult
+    model_uri: str
+    registered_version: str | None = None
+
+
+def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str, str]:
+    """The params every training run logs: the configuration's name, every setting, the data."""
+    return {"config": name, **config.to_params(), "data_source": splits.source,
+            "train_size": str(len(splits.y_train)), "val_size": str(len(splits.y_val))}
+
+
+def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
+              verbose: int = 0, nested: bool = False, tags: dict | None = None) -> TrainOutcome:
+    """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
+
+    Raises RunEnded naming the run when training or logging fails or a signal stops it.
+    """
+    keras = backend.use(backend.DEFAULT_BACKEND)
+    from fmtrain import plots, training
+    from fmtrain.tracking import logging as tracked
+    from fmtrain.tracking import runs
+    from fmtrain.tracking.names import CONFIG_TAG
+
+    requirements = [f"keras=={keras.__version__}", *backend.requirements(backend.DEFAULT_BACKEND)]
+    with runs.tracked_run(name, run_params(name, config, splits), nested=nested,
+                          tags={CONFIG_TAG: name, **(tags or {})}) as run_id:
+        with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:
+            result = training.train(config, splits, workdir, verbose=verbose,
+                                    callbacks=[tracked.epoch_logger()])
+            figures = {f"{metric}-curve.png": plots.curve_figure(result.history, metric)
+                       for metric in LOADS}
+            tracked.log_training(run_id, result, figures)
+            model_uri = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements)
+    version = register_finished(run_id, register_as) if register_as else None
+    return TrainOutcome(run_id, name, result, model_uri, version)
+
+
+def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
+    """Register a finished run's model; a failure names the run, which stays FINISHED."""
+    from fmtrain.tracking import registry
+
+    try:
+        return str(registry.register(run_id, name, alias).version)
+    except Exception as error:  # noqa: BLE001 - reported with the run id the user needs
+        raise RunEnded(f"run {run_id} finished, but registering its model as {name!r} "
+                       f"failed: {one_line(error)}", run_id) from error
+
+
+def train(config_name: str, overrides: dict, *, data_dir=None, experiment: str | None = None,
+          register_as: str | None = None, verbose: int = 0) -> TrainOutcome:
+    """``fmtrain train``: check the input, then train one configuration as one run.
+
+    Everything that can be checked (settings, data, store) is checked before the run exists.
+    """
+    from fmtrain.tracking import store
+
+    config = configs.resolve(config_name, overrides)
+    splits = data.load_splits(data_dir, config.limit)
+    store.open_store(experiment)
+    return train_run(config, config_name, splits, register_as=register_as, verbose=verbose)
