@@ -116,15 +116,18 @@ def train_command(config, data_dir, experiment, quiet, register_as, **settings):
 @run_options
 @click.option(*option_names("register_best"), "register_best", metavar="NAME", default=None,
               help="register the child with the lowest val loss as NAME, alias champion")
+@click.option("--resume", metavar="PARENT_RUN_ID", default=None,
+              help="finish an interrupted sweep: keep its FINISHED children, run the others again "
+                   "in the same parent (configurations and settings come from the parent)")
 @setting_options
-def sweep_command(names, data_dir, experiment, quiet, register_best, **settings):
+def sweep_command(names, data_dir, experiment, quiet, register_best, resume, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain import terminal
     from fmtrain.workflows import sweep
 
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, echo=click.echo)
+                              verbose=0 if quiet else 2, resume=resume, echo=click.echo)
     click.echo(terminal.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
@@ -192,6 +195,27 @@ def evaluate_command(model_uri, data_dir, experiment):
 
     outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment)
     click.echo(terminal.evaluation_report(outcome))
+    return 0
+
+
+@cli.command("reap")
+@click.option("--stale-after", "stale_after", type=click.FloatRange(min=0), default=120.0,
+              show_default=True, metavar="SECONDS",
+              help="a RUNNING run is stale when its heartbeat is older than this")
+@click.option("--experiment", metavar="NAME", default=None, help="only this experiment [default: all]")
+@click.option("--yes", is_flag=True, help="end the stale runs KILLED (without it, only list them)")
+def reap_command(stale_after, experiment, yes):
+    """List runs left RUNNING by a process that died (SIGKILL, out of memory); --yes ends them."""
+    from fmtrain.workflows import reap
+
+    stale = reap.reap(experiment, stale_after, act=yes)
+    for run in stale:
+        click.echo(f"{run.run_id}  {run.name}  no heartbeat for {run.age:.0f} s"
+                   + ("  -> KILLED" if yes else ""))
+    if not stale:
+        click.echo(f"no RUNNING run has been silent for more than {stale_after:.0f} s")
+    elif not yes:
+        click.echo(f"{len(stale)} stale run(s); end them KILLED with `fmtrain reap --yes`")
     return 0
 
 

@@ -107,7 +107,17 @@ def load_raw(data_dir=None, kinds: tuple[str, ...] = ("train", "test")) -> tuple
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
             raise DataError(f"{directory}: {kind} images {images.shape} and labels {labels.shape} "
                             f"do not form a 28x28 Fashion-MNIST set")
+        check_labels(labels, _find_file(directory, FILES[f"{kind}_labels"]))
     return arrays, str(directory)
+
+
+def check_labels(labels: np.ndarray, source) -> None:
+    """Refuse labels outside the 10 classes, naming the file and the first bad one."""
+    bad = np.flatnonzero(labels >= len(CLASS_NAMES))
+    if len(bad):
+        raise DataError(f"{source}: {len(bad)} label(s) outside 0-{len(CLASS_NAMES) - 1} "
+                        f"(the first, at index {bad[0]}, is {labels[bad[0]]}); the file is not "
+                        "Fashion-MNIST's")
 
 
 def _download() -> dict[str, np.ndarray]:
@@ -134,6 +144,9 @@ def split_indices(labels: np.ndarray, limit: int = 0) -> tuple[np.ndarray, np.nd
     # Splitting indices draws the same permutation as splitting the images themselves.
     train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=VAL_FRACTION,
                                           random_state=SPLIT_SEED)
+    if limit > len(train_idx):
+        raise DataError(f"limit {limit} is more than the {len(train_idx):,} training images; "
+                        "use 0 for all of them")
     if limit and limit < len(train_idx):
         val_size = max(10, round(limit * VAL_FRACTION / (1 - VAL_FRACTION)))
         train_idx = _stratified(train_idx, labels, limit)

@@ -80,3 +80,90 @@ def all_runs(experiment: str = "fashion-mnist"):
     import mlflow
 
     return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+
+
+class Process:
+    """A command started as a user would, whose output lines a test can wait on."""
+
+    def __init__(self, argv, *, env=None, cwd=None):
+        import queue
+        import subprocess
+        import threading
+
+        self.popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self._queue = queue.Queue()
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=self._pump, args=(self.popen.stdout, self._queue), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.popen.stderr, self.err), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _pump(stream, sink):
+        for line in stream:
+            (sink.put if hasattr(sink, "put") else sink.append)(line.rstrip("\n"))
+        if hasattr(sink, "put"):
+            sink.put(None)
+
+    def expect(self, text: str, timeout: float = 300) -> str:
+        """Wait for an output line containing ``text``; fail with the output if it never comes."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r} in {timeout} s:\n" + "\n".join(self.lines[-20:])) from None
+            if line is None:
+                raise AssertionError(f"exited without {text!r}:\n" + "\n".join(self.lines[-20:] + self.err[-20:]))
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def signal(self, signum) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, timeout: float = 300) -> int:
+        code = self.popen.wait(timeout=timeout)
+        for reader in self._readers:  # both pipes read to their end
+            reader.join(timeout=30)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return code
+
+    @property
+    def last_error_line(self) -> str:
+        return self.err[-1] if self.err else ""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, process=None, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers 200 (a server starting); fail if its process exits."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{url}: the server exited with {process.returncode}")
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
+        time.sleep(0.5)

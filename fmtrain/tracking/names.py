@@ -29,3 +29,6 @@ MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUN
 # Each open run's tag refreshed while its process lives (Unix seconds), so that runs left
 # RUNNING by a process that died (SIGKILL, power loss, out of memory) can be found.
 HEARTBEAT_TAG = "fmtrain.heartbeat"
+# The host and process id of the process that opened the run ("host:pid"): on that host, a
+# run whose process no longer exists is known to be abandoned without waiting for its heartbeat.
+PROCESS_TAG = "fmtrain.process"

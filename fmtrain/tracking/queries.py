@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, PARENT_TAG
+from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PARENT_TAG
 from fmtrain.tracking.store import get_run
 
 CURVES = ("loss", "val_loss")
@@ -64,3 +64,57 @@ def fetch_records(run_ids: list[str]) -> list[RunRecord]:
             curves=curves,
         ))
     return records
+
+
+@dataclass
+class RunState:
+    """Where a run stands: enough to find runs left RUNNING and to resume a sweep."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    started: float  # Unix seconds
+    last_sign_of_life: float  # the heartbeat, or the start when there is none
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def config(self) -> str:
+        return self.tags.get(CONFIG_TAG, self.name)
+
+
+def _state(run) -> RunState:
+    started = run.info.start_time / 1000.0
+    beat = run.data.tags.get(HEARTBEAT_TAG)
+    return RunState(run.info.run_id, run.info.run_name, run.info.experiment_id, run.info.status,
+                    started, float(beat) if beat else started, dict(run.data.params),
+                    dict(run.data.tags))
+
+
+def run_state(run_id: str) -> RunState:
+    """The state of one run; ValueError when there is none."""
+    return _state(get_run(run_id))
+
+
+def child_states(parent_run_id: str) -> list[RunState]:
+    """The states of a parent's nested runs, oldest first."""
+    client = MlflowClient()
+    return [_state(client.get_run(run_id)) for run_id in child_run_ids(parent_run_id)]
+
+
+def running_runs(experiment: str | None = None) -> list[RunState]:
+    """The runs marked RUNNING in ``experiment`` (by name), or in every experiment."""
+    client = MlflowClient()
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise ValueError(f"no experiment named {experiment!r} in the store")
+        ids = [found.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    runs = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
+                              order_by=["attributes.start_time ASC"], max_results=5000)
+    return [_state(run) for run in runs]

@@ -8,7 +8,9 @@ itself does). Whatever the error, the one raised afterwards names the run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
 import threading
 import time
 
@@ -17,7 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from fmtrain.errors import RunEnded, RunFailed, RunStopped, Stopped, one_line, signal_description
 from fmtrain.tracking import logging as tracked
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG
+from fmtrain.tracking import store
+from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PROCESS_TAG
 
 HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
 
@@ -30,19 +33,29 @@ def describe_error(error: BaseException) -> str:
         return "interrupted (Ctrl-C)"
     if isinstance(error, RunEnded):
         return str(error)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = error.filename or "the run's files"
+        return f"no space left on device writing {where}"
     return f"{type(error).__name__}: {error}"[:5000]
 
 
 @contextlib.contextmanager
 def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
-                nested: bool = False, description: str | None = None):
+                nested: bool = False, description: str | None = None, run_id: str | None = None):
     """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
 
     An error inside ends the run FAILED and is raised again as RunFailed naming the run; a stop
-    by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped.
+    by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped. With ``run_id``,
+    that existing run is reopened (a resumed sweep's parent).
     """
-    run = mlflow.start_run(run_name=name, nested=nested, tags=tags or {}, description=description)
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
+            MlflowClient().delete_tag(run_id, ERROR_TAG)
+    else:
+        run = mlflow.start_run(run_name=name, nested=nested, tags=tags or {}, description=description)
     run_id = run.info.run_id
+    MlflowClient().set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
     heartbeat = _Heartbeat(run_id)
     try:
         tracked.log_params(run_id, params)
@@ -68,14 +81,17 @@ def _end_badly(run_id: str, name: str, error: BaseException) -> BaseException:
         status, text = "FAILED", describe_error(error)
         what = f"failed: {text}"
     problem = ""
-    try:
-        MlflowClient().set_tag(run_id, ERROR_TAG, text)
-    except Exception as tag_error:  # noqa: BLE001 - the original error matters more
-        problem = f" (the store could not record this: {one_line(tag_error)})"
-    try:
-        mlflow.end_run(status)
-    except Exception as end_error:  # noqa: BLE001
-        problem = problem or f" (the store could not record this: {one_line(end_error)})"
+    # Recording the end must not hide the error or hang for MLflow's minutes of retries when the
+    # store itself is what failed: a short try, and the original error is raised either way.
+    with store.fail_fast():
+        try:
+            MlflowClient().set_tag(run_id, ERROR_TAG, text)
+        except Exception as tag_error:  # noqa: BLE001 - the original error matters more
+            problem = f" (the store could not record this: {one_line(tag_error)})"
+        try:
+            mlflow.end_run(status)
+        except Exception as end_error:  # noqa: BLE001
+            problem = problem or f" (the store could not record this: {one_line(end_error)})"
     message = f"run {run_id} ({name}) {what}{problem}"
     if signum is not None:
         return RunStopped(message, run_id, signum)
@@ -120,3 +136,11 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=5)
+
+
+def end_stale(run_id: str, age: float) -> None:
+    """End a run whose process is gone: KILLED, with the reason in ``fmtrain.error``."""
+    client = MlflowClient()
+    client.set_tag(run_id, ERROR_TAG, f"process gone: no heartbeat for {age:.0f} s "
+                                      "(killed, out of memory or power loss)")
+    client.set_terminated(run_id, "KILLED")

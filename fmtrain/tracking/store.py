@@ -28,20 +28,46 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def open_store(experiment: str | None = None) -> None:
-    """Check that the store can be used and select the experiment for new runs.
+def open_store(experiment: str | None = None, *, select: bool = True,
+               experiment_id: str | None = None) -> None:
+    """Check that the store can be used and (with ``select``) select the experiment for new runs.
 
     Under ``mlflow run`` the run and its experiment exist already and are kept. Raises
     StoreError, in one line naming the store, when it cannot be created, written or reached.
+    ``experiment_id`` selects an existing experiment by id (a resumed sweep's).
     """
     uri = tracking_uri()
     if uri.startswith("sqlite:"):
         _prepare_sqlite(uri)
-    with _fail_fast(), _unreachable_is_store_error():
+    with fail_fast(), _unreachable_is_store_error():
         if os.environ.get("MLFLOW_RUN_ID"):
-            MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+            run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+            location = MlflowClient().get_experiment(run.info.experiment_id).artifact_location
+        elif experiment_id is not None:
+            location = mlflow.set_experiment(experiment_id=experiment_id).artifact_location
+        elif select:
+            location = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT).artifact_location
         else:
-            mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+            MlflowClient().search_experiments(max_results=1)
+            return
+    _probe_artifact_location(location)
+
+
+def _probe_artifact_location(location: str) -> None:
+    """Write and remove a small file where a local store keeps artifacts, so that an unwritable
+    place is found before training rather than after it. A server's artifacts are its own."""
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return
+    folder = Path(parsed.path if parsed.scheme == "file" else location)
+    probe = folder / f".fmtrain-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"fmtrain")
+        probe.unlink()
+    except OSError as error:
+        raise StoreError(f"artifact location {folder} cannot be written ({error.strerror}); make it "
+                         "writable, free space, or use another experiment or store") from None
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -87,7 +113,7 @@ def _prepare_sqlite(uri: str) -> None:
 
 
 @contextlib.contextmanager
-def _fail_fast():
+def fail_fast():
     """Short HTTP retries and time-outs for the block; the user's own settings win."""
     added = [name for name in _FAST if name not in os.environ]
     os.environ.update({name: _FAST[name] for name in added})

@@ -39,19 +39,27 @@ def parse_names(text: str | None) -> list[str]:
     return names
 
 
+
 def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experiment=None,
-              register_best: str | None = None, verbose: int = 0,
+              register_best: str | None = None, verbose: int = 0, resume: str | None = None,
               echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides``,
     each as a child of one parent run.
 
     Settings that no configuration can take are refused before any run exists. A configuration
     that fails (an override it alone cannot take, an error while training) leaves its child
-    FAILED and the sweep goes on; a signal stops it, leaving every run ended.
+    FAILED and the sweep goes on; a signal stops it, leaving every run ended. With ``resume``
+    (a parent run id), the sweep's own configurations and settings are read from that parent,
+    its FINISHED children are kept, and the others run again in the same parent.
     """
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs, store
 
+    kept: dict[str, str] = {}
+    experiment_id = None
+    if resume:
+        store.open_store(experiment, select=False)
+        requested, overrides, kept, experiment_id = _resumable(resume, requested, overrides, echo)
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     resolved = {}
@@ -63,13 +71,17 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     if all(isinstance(config, ValueError) for config in resolved.values()):
         raise resolved[names[0]]
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
-    store.open_store(experiment)
+    store.open_store(experiment, experiment_id=experiment_id)
     failures = []
-    params = {"configs": requested or "all",
-              **{key: configs.format_value(value) for key, value in typed.items()}}
-    with runs.tracked_run("sweep", params, tags={tags.SWEEP_TAG: ",".join(names)}) as parent_id:
+    params = {} if resume else {"configs": requested or "all",  # a resumed parent has its params
+                                **{key: configs.format_value(value) for key, value in typed.items()}}
+    with runs.tracked_run("sweep", params, tags={tags.SWEEP_TAG: ",".join(names)},
+                          run_id=resume) as parent_id:
         for index, name in enumerate(names, start=1):
             start, config = time.perf_counter(), resolved[name]
+            if name in kept:
+                echo(f"[{index}/{len(names)}] {name} ... kept (run {kept[name]} FINISHED)")
+                continue
             try:
                 if isinstance(config, ValueError):
                     runs.failed_child(name, config)
@@ -91,13 +103,53 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     return result
 
 
+def _resumable(parent_id: str, requested, overrides, echo) -> tuple[str, dict, dict[str, str], str]:
+    """Read a sweep to resume: its configurations, its settings, its FINISHED children by
+    configuration and its experiment; children left RUNNING by a dead process are ended KILLED
+    first."""
+    import os
+
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries, runs
+    from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale
+
+    if requested or overrides:
+        raise ValueError("--resume takes the configurations and settings from the sweep's parent "
+                         "run; give no --configs or settings with it")
+    if os.environ.get("MLFLOW_RUN_ID"):
+        raise ValueError("--resume reopens a sweep's own parent run; run it with `fmtrain sweep`, "
+                         "not under `mlflow run`")
+    parent = queries.run_state(parent_id)
+    if tags.SWEEP_TAG not in parent.tags:
+        raise ValueError(f"run {parent_id} is not a sweep's parent run (it has no "
+                         f"{tags.SWEEP_TAG} tag)")
+    if parent.status == "RUNNING" and not find_stale([parent], DEFAULT_STALE_AFTER):
+        raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
+                         "it before resuming, or wait until it is stale")
+    children = queries.child_states(parent_id)
+    for stale in find_stale(children, 0):
+        runs.end_stale(stale.run_id, stale.age)
+        echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
+    kept = {child.config: child.run_id for child in children if child.status == "FINISHED"}
+    settings = {key: value for key, value in parent.params.items() if key != "configs"}
+    return parent.tags[tags.SWEEP_TAG], settings, kept, parent.experiment_id
+
+
 def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     """Summary rows and figure for a sweep's parent run id, or for several run ids, read from
-    the store alone."""
+    the store alone.
+
+    For a parent, each configuration shows its latest child, in the sweep's order: a resumed
+    sweep compares like one that was never interrupted.
+    """
+    from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
-    if len(run_ids) == 1:
-        run_ids = queries.child_run_ids(run_ids[0]) or run_ids
+    if len(run_ids) == 1 and (children := queries.child_states(run_ids[0])):
+        latest = {child.config: child.run_id for child in children}  # oldest first: last wins
+        order = queries.run_state(run_ids[0]).tags.get(tags.SWEEP_TAG, "").split(",")
+        run_ids = [latest[name] for name in order if name in latest] + \
+                  [run_id for name, run_id in latest.items() if name not in order]
     records = queries.fetch_records(run_ids)
     return comparison.summary_rows(records), comparison.figure(records)
 
