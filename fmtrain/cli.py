@@ -50,7 +50,8 @@ def option_names(name: str) -> list[str]:
 def setting_options(command):
     """Add one option per configuration setting, each defaulting to the configuration's value."""
     for knob in reversed(configs.knobs()):
-        kind = click.Choice(configs.OPTIMIZERS) if knob.name == "optimizer" else SettingType(knob)
+        choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
+        kind = click.Choice(choices) if choices else SettingType(knob)
         default = configs.format_value(knob.default)
         command = click.option(*option_names(knob.name), knob.name, type=kind, default=None,
                                help=f"{knob.metadata['help']} [default: {default}, or the "
@@ -188,12 +189,14 @@ def register_command(run_id, name, alias):
               help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
 @click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None, help="as for train")
 @click.option("--experiment", metavar="NAME", default=None, help="as for train")
-def evaluate_command(model_uri, data_dir, experiment):
+@click.option("--backend", type=click.Choice(configs.BACKENDS), default=configs.DEFAULT_BACKEND,
+              show_default=True, help="Keras backend that loads the model (any backend's model loads)")
+def evaluate_command(model_uri, data_dir, experiment, backend):
     """Evaluate a logged or registered model on the 10,000 test images."""
     from fmtrain import terminal
     from fmtrain.workflows import evaluate
 
-    outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment)
+    outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend)
     click.echo(terminal.evaluation_report(outcome))
     return 0
 

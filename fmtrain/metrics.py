@@ -8,7 +8,7 @@ import numpy as np
 
 from fmtrain import plots
 from fmtrain.data import CLASS_NAMES
-from fmtrain.training import EVAL_BATCH_SIZE
+from fmtrain.feeds import EVAL_BATCH_SIZE
 
 MISCLASSIFIED_SHOWN = 24
 

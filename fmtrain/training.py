@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fmtrain import stopping
+from fmtrain import feeds, stopping
 from fmtrain.configs import TrainConfig
 from fmtrain.data import Splits
 from fmtrain.model import build_callbacks, build_model
@@ -24,9 +24,6 @@ from fmtrain.model import build_callbacks, build_model
 WHOLE_MODEL_FILE = "model-whole.keras"
 WEIGHTS_FILE = "model.weights.h5"
 CHECKPOINT_FILE = "best-model.keras"
-# Batch size for validation, predict and evaluate: results do not depend on it beyond float
-# rounding, and the chapter's 32 costs each epoch 375 small validation steps.
-EVAL_BATCH_SIZE = 1024
 
 
 @dataclass
@@ -72,25 +69,22 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         reload checks (their accuracies must equal ``model_val_accuracy``).
     """
     workdir = Path(workdir)
-    keras.utils.set_random_seed(config.seed)
+    feeds.set_seed(config.seed)
     model = build_model(config)
     timer = _EpochTimer()
     callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + [timer] + list(callbacks or [])
-    batches = scaled_batches(splits.x_train, splits.y_train, config.batch_size, shuffle=True)
+    data = feeds.feed(splits, config.batch_size)
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
-    validation = (scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
-                  if config.validation else None)
+    validation = (dict(validation_data=data.validation, **data.validation_options)
+                  if config.validation else {})
     start = time.perf_counter()
     stop_after_the_step = stopping.soft_stop(lambda: setattr(model, "stop_training", True))
     with _known_keras_warnings_ignored(), stop_after_the_step:
-        history = model.fit(batches, epochs=config.epochs, validation_data=validation,
-                            callbacks=callbacks, verbose=verbose)
+        history = model.fit(**data.train, epochs=config.epochs, callbacks=callbacks,
+                            verbose=verbose, **validation)
     fit_seconds = time.perf_counter() - start
     _check_finite(history.history)
-    # The checks after training read the validation images through the same uint8 pipeline,
-    # in large batches, so no float copy of them is ever made.
-    val_batches = scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
 
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     watched = curves["val_loss" if config.validation else "loss"]
@@ -99,8 +93,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
                          early_stopped=len(watched) < config.epochs, fit_seconds=fit_seconds,
                          epoch_seconds=timer.seconds)
     with _known_keras_warnings_ignored():
-        result.metrics.update(_final_metrics(result, val_batches))
-        result.files = save_and_check(model, config, val_batches, splits.y_val, workdir, result.metrics)
+        result.metrics.update(_final_metrics(result, data))
+        result.files = save_and_check(model, config, data, splits.y_val, workdir, result.metrics)
     return result
 
 
@@ -129,24 +123,8 @@ def _known_keras_warnings_ignored():
         yield
 
 
-def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool):
-    """The batches ``fit()`` makes from arrays, built from uint8 images scaled per batch.
-
-    Given arrays, Keras copies them whole into its tf.data pipeline; given the uint8 images and
-    scaling each batch, the pipeline holds a quarter of the memory. The values are the same
-    (float32 x / 255 equals the chapter's float64 x / 255.0 cast to float32), and Keras's own
-    ArrayDataAdapter draws the same shuffle and batches as fit() does for arrays; a test checks
-    that the losses match the chapter's plain code epoch by epoch.
-    """
-    import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
-    adapter = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle)
-    return adapter.get_tf_dataset().map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
-
-
-def _final_metrics(result: TrainResult, val_batches) -> dict[str, float]:
-    loss, accuracy = result.model.evaluate(val_batches, verbose=0)
+def _final_metrics(result: TrainResult, data: feeds.Feed) -> dict[str, float]:
+    loss, accuracy = data.evaluate(result.model)
     steady = result.epoch_seconds[1:] or result.epoch_seconds
     return {
         "final_val_loss": float(loss),
@@ -172,13 +150,13 @@ def plain_steps(model: keras.Model) -> None:
         compile_config.config["steps_per_execution"] = 1
 
 
-def argmax_accuracy(model: keras.Model, batches, labels: np.ndarray) -> float:
-    """The chapter's check: mean of argmax(predict) == label, over unshuffled ``batches``."""
-    predicted = np.argmax(model.predict(batches, verbose=0), axis=-1)
+def argmax_accuracy(model: keras.Model, data: feeds.Feed, labels: np.ndarray) -> float:
+    """The chapter's check: mean of argmax(predict) == label, over the validation split."""
+    predicted = np.argmax(data.predict(model), axis=-1)
     return float(np.mean(predicted == labels))
 
 
-def save_and_check(model, config, val_batches, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
+def save_and_check(model, config, data: feeds.Feed, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
     """``save()`` and ``save_weights()``, then reload both ways (and the best checkpoint)
     and record each one's validation accuracy in ``metrics``. Returns the files written."""
     files = {"whole_model": workdir / WHOLE_MODEL_FILE, "weights": workdir / WEIGHTS_FILE}
@@ -186,12 +164,12 @@ def save_and_check(model, config, val_batches, y_val, workdir: Path, metrics: di
     model.save(files["whole_model"])
     model.save_weights(files["weights"])
 
-    metrics["model_val_accuracy"] = argmax_accuracy(model, val_batches, y_val)
+    metrics["model_val_accuracy"] = argmax_accuracy(model, data, y_val)
     fresh = build_model(config)
     fresh.load_weights(files["weights"])
-    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, val_batches, y_val)
+    metrics["reload_weights_val_accuracy"] = argmax_accuracy(fresh, data, y_val)
     whole = keras.models.load_model(files["whole_model"])
-    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, val_batches, y_val)
+    metrics["reload_whole_val_accuracy"] = argmax_accuracy(whole, data, y_val)
     metrics["reload_checks_passed"] = float(
         metrics["reload_weights_val_accuracy"] == metrics["model_val_accuracy"]
         == metrics["reload_whole_val_accuracy"])
@@ -200,8 +178,6 @@ def save_and_check(model, config, val_batches, y_val, workdir: Path, metrics: di
     if config.checkpoint and checkpoint.exists():
         files["best_checkpoint"] = checkpoint
         best = keras.models.load_model(checkpoint)
-        loss, accuracy = best.evaluate(val_batches, verbose=0)
-        metrics["best_checkpoint_val_loss"] = float(loss)
-        metrics["best_checkpoint_val_accuracy"] = float(accuracy)
+        metrics["best_checkpoint_val_loss"], metrics["best_checkpoint_val_accuracy"] = data.evaluate(best)
     return files
 

@@ -249,6 +249,15 @@ def test_four_first_starts_at_once_on_a_new_store_all_finish(tmp_path, real_data
     assert [job.returncode for job in jobs] == [0, 0, 0, 0], errors
     runs = fresh_runs(store)
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    # Once the store exists, a train and a sweep share it at once as well.
+    common = ["--limit", "500", "--epochs", "1", "--quiet", "--data_dir", str(real_data_dir)]
+    jobs = [subprocess.Popen(argv + common, env=env_for(store), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+            for argv in (["fmtrain", "train"], ["fmtrain", "sweep", "--configs", "adam,dropout"])]
+    errors = [job.communicate(timeout=600)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], errors
+    runs = fresh_runs(store)
+    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
 
 
 def test_a_loss_that_becomes_nan_fails_the_run(store, real_data_dir, capsys):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fmtrain import backend, data
+from fmtrain import backend as keras_backend
+from fmtrain import data
 
 
 @dataclass
@@ -25,7 +26,8 @@ def register(run_id: str, name: str, alias: str | None = None) -> str:
     return str(registry.register(run_id, name, alias).version)
 
 
-def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None) -> EvaluationOutcome:
+def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
+             backend: str = keras_backend.DEFAULT_BACKEND) -> EvaluationOutcome:
     """Load ``model_uri`` through MLflow, score it on the 10,000 test images, log an evaluation run.
 
     The model, the data and the store are checked before the evaluation run exists.
@@ -37,7 +39,7 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None) ->
 
     resolved = registry.resolve(model_uri)
     images, labels, source = data.load_test(data_dir)
-    backend.use(backend.DEFAULT_BACKEND)
+    keras_backend.use(backend)
     from fmtrain import metrics
     from fmtrain.tracking import logging as tracked
     from fmtrain.tracking import names, runs

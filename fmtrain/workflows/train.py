@@ -39,13 +39,13 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
 
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
-    keras = backend.use(backend.DEFAULT_BACKEND)
+    keras = backend.use(config.backend)
     from fmtrain import plots, training
     from fmtrain.tracking import logging as tracked
     from fmtrain.tracking import runs
     from fmtrain.tracking.names import CONFIG_TAG
 
-    requirements = [f"keras=={keras.__version__}", *backend.requirements(backend.DEFAULT_BACKEND)]
+    requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     with runs.tracked_run(name, run_params(name, config, splits), nested=nested,
                           tags={CONFIG_TAG: name, **(tags or {})}) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:

@@ -1,0 +1,61 @@
+"""The JAX backend: the same run on another Keras backend, without TensorFlow in the process."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from fmtrain import data
+
+from conftest import all_runs
+
+
+def train_in_fresh_process(argv, store, cwd):
+    """`fmtrain ARGV` in a new process; returns its stdout and the heavy modules it imported."""
+    code = ("import sys\nfrom fmtrain.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('MODULES', sorted(m for m in ('tensorflow', 'jax') if m in sys.modules))\n"
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, MLFLOW_TRACKING_URI=store), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_a_jax_run_is_complete_without_tensorflow_and_loads_anywhere(store, tmp_path, real_data_dir, capsys):
+    argv = ["train", "--backend", "jax", "--limit", "2000", "--epochs", "4", "--quiet",
+            "--data_dir", str(real_data_dir), "--register_as", "fm-jax"]
+    out = train_in_fresh_process(argv, store, tmp_path)
+    assert "MODULES ['jax']" in out  # TensorFlow never loaded in the training process
+    (run,) = all_runs()
+    assert run.info.status == "FINISHED" and run.data.params["backend"] == "jax"
+    metrics = run.data.metrics
+    assert metrics["reload_checks_passed"] == 1.0 and metrics["final_val_accuracy"] > 0.75
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "val_loss")] == \
+        list(range(int(metrics["epochs_run"])))
+    assert {"model-whole.keras", "model.weights.h5", "best-model.keras", "loss-curve.png",
+            "history.csv", "model_summary.txt"} <= {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+
+    # The model trained on JAX loads on TensorFlow (this process) and agrees with the run's check.
+    model = mlflow.keras.load_model("models:/fm-jax/1")
+    splits = data.load_splits(real_data_dir, 2000)
+    predicted = model.predict(data.scale(splits.x_val), verbose=0).argmax(axis=1)
+    assert np.mean(predicted == splits.y_val) == metrics["model_val_accuracy"]
+
+    # A second run with the same seed on the same backend repeats every epoch exactly.
+    train_in_fresh_process(argv[:-2], store, tmp_path)
+    first, second = sorted(all_runs(), key=lambda r: r.info.start_time)
+    history = [[m.value for m in MlflowClient().get_metric_history(r.info.run_id, "loss")] for r in (first, second)]
+    assert history[0] == history[1]
+
+
+def test_evaluate_loads_a_tensorflow_model_on_jax(store, tmp_path, real_data_dir):
+    train_in_fresh_process(["train", "--config", "adam", "--limit", "1000", "--epochs", "1", "--quiet",
+                            "--data_dir", str(real_data_dir), "--register_as", "fm-tf"], store, tmp_path)
+    out = train_in_fresh_process(["evaluate", "--model_uri", "models:/fm-tf/1", "--backend", "jax",
+                                  "--data_dir", str(real_data_dir)], store, tmp_path)
+    assert "(fm-tf version 1) on 10000 test images" in out and "MODULES ['jax']" in out
+    evaluation = next(r for r in all_runs() if "model_uri" in r.data.params)
+    assert evaluation.data.metrics["test_accuracy"] > 0.6
