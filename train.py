@@ -1,8 +1,6 @@
 """MLproject entry point: a thin shim over the ``fmtrain`` command line."""
 
-import sys
-
-from fmtrain.cli import main
+from fmtrain.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,10 +1,16 @@
-"""Benchmark fmtrain against the chapter's plain Keras code, interleaved, on this machine.
+"""Benchmark every way to run the chapter on this machine, side by side in one invocation.
 
-Each repetition runs, one after the other in child processes, the plain chapter code
-(benchmarks/chapter_plain.py) and ``fmtrain train`` for the same configuration, data and seed,
-and records seconds per epoch (median of the epochs after the first), wall and fit time, the
-time spent outside fit, and peak resident memory (from wait4). It prints the medians and ratios
-as a Markdown table. Nothing here is asserted: timings on a shared machine are noisy.
+Each repetition runs, one after the other in child processes and in the same order, for the
+same configuration, data and seed:
+
+- the chapter's plain Keras code as written (benchmarks/chapter_plain.py, TensorFlow backend);
+- the same code with ``KERAS_BACKEND=jax`` (one environment variable);
+- ``fmtrain train`` on TensorFlow, and ``fmtrain train --backend jax``;
+- the floor: the same network trained by plain numpy SGD (benchmarks/numpy_floor.py).
+
+It records seconds per epoch (median of the epochs after the first), fit and wall time, the
+time outside fit, and peak resident memory (from wait4), and prints medians and the ratios the
+targets are about as Markdown. Nothing here is asserted: timings on a shared machine are noisy.
 
     python benchmarks/bench.py [--config early-stopping] [--repeats 3] [--limit 0] [--sweep]
 """
@@ -23,6 +29,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+WAYS = ("chapter code, TensorFlow", "chapter code, JAX", "fmtrain, TensorFlow", "fmtrain, JAX",
+        "numpy SGD floor")
 
 
 def timed(command: list[str], env: dict) -> tuple[str, float, float]:
@@ -32,32 +40,39 @@ def timed(command: list[str], env: dict) -> tuple[str, float, float]:
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
         _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory
         wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if process.returncode != 0:
-            sys.exit(f"bench: {' '.join(command[:3])} failed:\n{err.read()[-2000:]}")
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"bench: {' '.join(command[:4])} failed:\n{err.read()[-2000:]}")
         return out.read(), wall, usage.ru_maxrss / 1024
 
 
-def run_plain(config: str, args, env) -> dict:
-    out, wall, rss = timed([sys.executable, str(HERE / "chapter_plain.py"), "--configs", config,
-                            "--limit", str(args.limit)], env)
-    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    fit = sum(r["fit_seconds"] for r in results)
-    return {"wall": wall, "fit": fit, "rss": rss, "seconds_per_epoch": results[-1]["seconds_per_epoch"],
-            "epochs": results[-1]["epochs_run"], "val_loss": results[-1]["val_loss"]}
+def run_plain(backend: str, args, env) -> dict:
+    out, wall, rss = timed([sys.executable, str(HERE / "chapter_plain.py"), "--configs", args.config,
+                            "--limit", str(args.limit)], dict(env, KERAS_BACKEND=backend))
+    result = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    return {"wall": wall, "fit": result["fit_seconds"], "rss": rss,
+            "seconds_per_epoch": result["seconds_per_epoch"], "epochs": result["epochs_run"],
+            "val_loss": result["val_loss"]}
 
 
-def run_fmtrain(config: str, args, env) -> dict:
+def run_fmtrain(backend: str, args, env) -> dict:
     from mlflow.tracking import MlflowClient
 
-    out, wall, rss = timed(["fmtrain", "train", "--config", config, "--limit", str(args.limit), "--quiet"], env)
+    out, wall, rss = timed(["fmtrain", "train", "--config", args.config, "--limit", str(args.limit),
+                            "--backend", backend, "--quiet"], env)
     run_id = re.search(r"^run (\w+) ", out, re.MULTILINE).group(1)
     metrics = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id).data.metrics
     return {"wall": wall, "fit": metrics["fit_seconds"], "rss": rss,
             "seconds_per_epoch": metrics["seconds_per_epoch"], "epochs": int(metrics["epochs_run"]),
             "val_loss": metrics["final_val_loss"]}
+
+
+def run_floor(args, env) -> dict:
+    out, wall, rss = timed([sys.executable, str(HERE / "numpy_floor.py")], env)
+    result = json.loads(out.splitlines()[-1])
+    return {"wall": wall, "fit": None, "rss": rss, "seconds_per_epoch": result["seconds_per_epoch"],
+            "epochs": 4, "val_loss": None}
 
 
 def help_seconds(env, repeats: int = 5) -> float:
@@ -70,13 +85,17 @@ def help_seconds(env, repeats: int = 5) -> float:
 
 
 def sweep(args, env) -> None:
-    _, plain_wall, plain_rss = timed([sys.executable, str(HERE / "chapter_plain.py"), "--configs", "all",
-                                      "--limit", str(args.limit)], env)
-    _, fm_wall, fm_rss = timed(["fmtrain", "sweep", "--limit", str(args.limit), "--quiet"], env)
-    print("\n| whole chapter (8 configurations) | plain chapter code | fmtrain sweep | ratio |")
+    """The whole chapter (8 configurations) once each way: plain code, fmtrain on each backend."""
+    rows = [("chapter code, TensorFlow", *timed([sys.executable, str(HERE / "chapter_plain.py"), "--configs",
+                                                 "all", "--limit", str(args.limit)], env)[1:])]
+    for backend in ("tensorflow", "jax"):
+        rows.append((f"fmtrain sweep, {backend}", *timed(
+            ["fmtrain", "sweep", "--limit", str(args.limit), "--backend", backend, "--quiet"], env)[1:]))
+    plain = rows[0][1]
+    print("\n| whole chapter (8 configurations) | wall time (s) | vs the chapter's code | peak RSS (MiB) |")
     print("|---|---|---|---|")
-    print(f"| wall time (s) | {plain_wall:.0f} | {fm_wall:.0f} | {plain_wall / fm_wall:.2f}x faster |")
-    print(f"| peak RSS (MiB) | {plain_rss:.0f} | {fm_rss:.0f} | {fm_rss / plain_rss:.2f} |")
+    for name, wall, rss in rows:
+        print(f"| {name} | {wall:.0f} | {wall / plain:.2f}x | {rss:.0f} |")
 
 
 def main() -> None:
@@ -88,45 +107,63 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fmtrain-bench-") as store:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db")
-        env.pop("MLFLOW_RUN_ID", None)
+        for name in ("MLFLOW_RUN_ID", "KERAS_BACKEND"):
+            env.pop(name, None)
         # Create the store's tables once, as a user's existing store has them.
-        subprocess.run([sys.executable, "-c", "import mlflow; mlflow.set_experiment('fashion-mnist')"],
-                       env=env, check=True, capture_output=True)
-        plain, fast = [], []
+        subprocess.run(["fmtrain", "reap"], env=env, check=True, capture_output=True)
+        results: dict[str, list[dict]] = {way: [] for way in WAYS}
         for repeat in range(args.repeats):
-            plain.append(run_plain(args.config, args, env))
-            fast.append(run_fmtrain(args.config, args, env))
-            print(f"repeat {repeat + 1}: plain {plain[-1]}\n          fmtrain {fast[-1]}", file=sys.stderr)
-        report(args, plain, fast, help_seconds(env))
+            for way, run in zip(WAYS, (lambda: run_plain("tensorflow", args, env),
+                                       lambda: run_plain("jax", args, env),
+                                       lambda: run_fmtrain("tensorflow", args, env),
+                                       lambda: run_fmtrain("jax", args, env),
+                                       lambda: run_floor(args, env)), strict=True):
+                results[way].append(run())
+                print(f"repeat {repeat + 1}, {way}: {results[way][-1]}", file=sys.stderr, flush=True)
+        report(args, results, help_seconds(env))
         if args.sweep:
             sweep(args, env)
 
 
-def report(args, plain: list[dict], fast: list[dict], help_time: float) -> None:
-    def median(rows, key):
-        return statistics.median(row[key] for row in rows)
+def _median(rows: list[dict], key: str):
+    values = [row[key] for row in rows if row[key] is not None]
+    return statistics.median(values) if values else None
 
-    p_epoch, f_epoch = median(plain, "seconds_per_epoch"), median(fast, "seconds_per_epoch")
-    p_out = statistics.median(r["wall"] - r["fit"] for r in plain)
-    f_out = statistics.median(r["wall"] - r["fit"] for r in fast)
-    overhead = statistics.median((f["wall"] - f["fit"]) - (p["wall"] - p["fit"]) for p, f in zip(plain, fast, strict=True))
-    f_fit = median(fast, "fit")
+
+def report(args, results: dict[str, list[dict]], help_time: float) -> None:
+    med = {way: {key: _median(rows, key) for key in rows[0]} for way, rows in results.items()}
+    for values in med.values():
+        values["outside"] = values["wall"] - values["fit"] if values["fit"] is not None else None
     print(f"\n{args.config}, limit {args.limit or 'none (48,000 images)'}, medians of {args.repeats} "
-          f"interleaved repetitions; epochs run: plain {[r['epochs'] for r in plain]}, "
-          f"fmtrain {[r['epochs'] for r in fast]}\n")
-    print("| measure | plain chapter code | fmtrain train | ratio |")
-    print("|---|---|---|---|")
-    print(f"| seconds per epoch | {p_epoch:.2f} | {f_epoch:.2f} | {p_epoch / f_epoch:.2f}x faster |")
-    print(f"| fit time (s) | {median(plain, 'fit'):.1f} | {f_fit:.1f} | {median(plain, 'fit') / f_fit:.2f}x faster |")
-    print(f"| whole-run wall time (s) | {median(plain, 'wall'):.1f} | {median(fast, 'wall'):.1f} | "
-          f"{median(plain, 'wall') / median(fast, 'wall'):.2f}x faster |")
-    print(f"| wall minus fit (s) | {p_out:.1f} | {f_out:.1f} | |")
-    print(f"| tracking overhead (s): fmtrain's wall minus fit, less the plain code's | - | {overhead:.1f} | "
-          f"{100 * overhead / f_fit:.0f}% of fmtrain's fit |")
-    print(f"| peak resident memory (MiB) | {median(plain, 'rss'):.0f} | {median(fast, 'rss'):.0f} | "
-          f"{median(fast, 'rss') / median(plain, 'rss'):.2f} |")
-    print(f"| final val_loss | {median(plain, 'val_loss'):.4f} | {median(fast, 'val_loss'):.4f} | |")
-    print(f"| `fmtrain --help` (s) | - | {help_time:.2f} | |")
+          f"interleaved repetitions; epochs run: " +
+          ", ".join(f"{way} {[r['epochs'] for r in rows]}" for way, rows in results.items()) + "\n")
+    print("| way to run it | s/epoch | fit (s) | whole run (s) | outside fit (s) | peak RSS (MiB) | final val_loss |")
+    print("|---|---|---|---|---|---|---|")
+
+    def cell(value, digits=2):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for way, values in med.items():
+        print(f"| {way} | {cell(values['seconds_per_epoch'])} | {cell(values['fit'], 1)} | "
+              f"{cell(values['wall'], 1)} | {cell(values['outside'], 1)} | {values['rss']:.0f} | "
+              f"{cell(values['val_loss'], 4)} |")
+    fastest = min(("fmtrain, TensorFlow", "fmtrain, JAX"), key=lambda way: med[way]["seconds_per_epoch"])
+    plain, peer, floor = med["chapter code, TensorFlow"], med["chapter code, JAX"], med["numpy SGD floor"]
+    mine = med[fastest]
+    print(f"\nfastest fmtrain backend: {fastest}")
+    print("\n| ratio | value | target |")
+    print("|---|---|---|")
+    print(f"| s/epoch, fastest fmtrain / chapter code on JAX | "
+          f"{mine['seconds_per_epoch'] / peer['seconds_per_epoch']:.2f} | at most 0.8 |")
+    print(f"| s/epoch, fastest fmtrain / numpy floor | "
+          f"{mine['seconds_per_epoch'] / floor['seconds_per_epoch']:.2f} | at most 2 |")
+    print(f"| whole run, fastest fmtrain / chapter code | {mine['wall'] / plain['wall']:.2f} | at most 0.5 |")
+    print(f"| outside fit, fastest fmtrain / chapter code | {mine['outside'] / plain['outside']:.2f} | at most 1 |")
+    for way in ("fmtrain, TensorFlow", "fmtrain, JAX"):
+        print(f"| peak RSS, {way} (MiB) | {med[way]['rss']:.0f} | at most 1024 |")
+    print(f"| fmtrain, TensorFlow s/epoch / chapter code's | "
+          f"{med['fmtrain, TensorFlow']['seconds_per_epoch'] / plain['seconds_per_epoch']:.2f} | |")
+    print(f"| `fmtrain --help` (s) | {help_time:.2f} | |")
 
 
 if __name__ == "__main__":

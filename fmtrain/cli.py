@@ -268,5 +268,22 @@ def _calm_loggers() -> None:
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
+def run() -> None:
+    """The ``fmtrain`` executable: ``main()``, then a prompt exit.
+
+    Every run is ended and every line printed by the time ``main()`` returns. Python's own
+    tear-down of TensorFlow's or JAX's native state would then take about a second more, so the
+    exit handlers run (MLflow's and JAX's among them) and the process leaves without it.
+    """
+    import atexit
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

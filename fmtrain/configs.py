@@ -38,8 +38,9 @@ class TrainConfig:
     batch_size: int = _knob(32, "mini-batch size (the chapter uses Keras's default, 32)")
     seed: int = _knob(42, "seed for weights initialisation, shuffling and dropout")
     limit: int = _knob(0, "train on a stratified subset of this many images; 0 = all 48,000")
+    # 500 measured about 20% faster per epoch than 100 on JAX, and the same on TensorFlow.
     steps_per_execution: int = _knob(
-        100, "training steps per compiled call; changes speed, not the mathematics (1 = plain Keras)")
+        500, "training steps per compiled call; changes speed, not the mathematics (1 = plain Keras)")
     backend: str = _knob(DEFAULT_BACKEND, "Keras backend: tensorflow (the chapter's) or jax "
                                           "(faster on a CPU; pip install 'fmtrain[jax]')")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmtrain import comparison, configs
+from fmtrain import configs
 
 
 def configs_table() -> str:
@@ -45,6 +45,8 @@ def train_report(outcome) -> str:
 
 def sweep_report(outcome, register_best: str | None) -> str:
     """The summary table of a finished sweep (a workflows.sweep.SweepOutcome) and its best run."""
+    from fmtrain import comparison
+
     lines = [f"\nsweep {outcome.parent_run_id}: {len(outcome.rows)} configurations\n",
              comparison.to_markdown(outcome.rows)]
     if outcome.best:

@@ -72,7 +72,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     feeds.set_seed(config.seed)
     model = build_model(config)
     timer = _EpochTimer()
-    callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + [timer] + list(callbacks or [])
+    # The timer goes last, so that each epoch's seconds include every callback's work.
+    callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + list(callbacks or []) + [timer]
     data = feeds.feed(splits, config.batch_size)
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.

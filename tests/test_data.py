@@ -67,6 +67,13 @@ def test_split_matches_the_chapters_train_test_split():
     assert data.scale(images).dtype == np.float32
 
 
+@pytest.mark.parametrize("count", [60000, 501, 37])
+def test_the_split_without_scikit_learn_is_scikit_learns(count):
+    expected = train_test_split(np.arange(count), test_size=0.2, random_state=42)
+    train_idx, val_idx = data.chapter_split(count)
+    assert np.array_equal(train_idx, expected[0]) and np.array_equal(val_idx, expected[1])
+
+
 def test_limit_is_a_stratified_subset_in_the_same_proportion():
     labels = (np.arange(60000) % 10).astype(np.uint8)
     train_idx, val_idx = data.split_indices(labels, limit=2000)
