@@ -18,6 +18,9 @@ import click
 from fmtrain import configs, errors, stopping
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SEEDS_HELP = ("train each configuration with several seeds: a count N (the seed setting, then the "
+              "next N-1) or a list 42,7,1234; each (configuration, seed) is one run under a parent, "
+              "and the parent gets the chapter report [default: 1]")
 
 
 class SettingType(click.ParamType):
@@ -98,13 +101,25 @@ def configs_command():
 @run_options
 @click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
               help="register the run's model as a new version of NAME")
+@click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
 @setting_options
-def train_command(config, data_dir, experiment, quiet, register_as, **settings):
-    """Train one configuration as one MLflow run."""
+def train_command(config, data_dir, experiment, quiet, register_as, seeds, **settings):
+    """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
     from fmtrain import terminal
+
+    overrides = overrides_from(settings)
+    seed_list = configs.parse_seeds(seeds, int(float(overrides.get("seed", configs.DEFAULT.seed))))
+    if len(seed_list) > 1:
+        from fmtrain.workflows import sweep
+
+        outcome = sweep.run_sweep(config, overrides, data_dir=data_dir, experiment=experiment,
+                                  register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
+                                  parent_name=f"{config} seeds", echo=click.echo)
+        click.echo(terminal.sweep_report(outcome, register_as))
+        return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
 
-    outcome = train.train(config, overrides_from(settings), data_dir=data_dir,
+    outcome = train.train(config, overrides, data_dir=data_dir,
                           experiment=experiment, register_as=register_as,
                           verbose=0 if quiet else 2)
     click.echo(terminal.train_report(outcome))
@@ -117,18 +132,19 @@ def train_command(config, data_dir, experiment, quiet, register_as, **settings):
 @run_options
 @click.option(*option_names("register_best"), "register_best", metavar="NAME", default=None,
               help="register the child with the lowest val loss as NAME, alias champion")
+@click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
 @click.option("--resume", metavar="PARENT_RUN_ID", default=None,
               help="finish an interrupted sweep: keep its FINISHED children, run the others again "
                    "in the same parent (configurations and settings come from the parent)")
 @setting_options
-def sweep_command(names, data_dir, experiment, quiet, register_best, resume, **settings):
+def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain import terminal
     from fmtrain.workflows import sweep
 
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, resume=resume, echo=click.echo)
+                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, echo=click.echo)
     click.echo(terminal.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
@@ -165,6 +181,22 @@ def compare_command(run_ids, output, log):
     if log:
         sweep.log_comparison(run_ids[0], rows, figure)
         click.echo(f"logged on run {run_ids[0]}")
+    return 0
+
+
+@cli.command("report")
+@click.argument("parent_run_id")
+@click.option("--output", default="report", show_default=True, metavar="DIR",
+              help="folder for chapter-report.md and its figures")
+@click.option("--log/--no-log", default=True, show_default=True,
+              help="log the report on the parent run and set it as the run's description")
+def report_command(parent_run_id, output, log):
+    """Statistics over seeds from a sweep's runs in the store: the chapter's questions answered."""
+    from fmtrain.workflows import report
+
+    chapter = report.report(parent_run_id, output=output, log=log)
+    click.echo(chapter.markdown())
+    click.echo(f"report written to {output}/" + (f"; logged on run {parent_run_id}" if log else ""))
     return 0
 
 

@@ -163,3 +163,28 @@ def changed_fields(name: str) -> dict:
 def knobs() -> list[dataclasses.Field]:
     """The fields of TrainConfig, for building CLI options from one source."""
     return list(dataclasses.fields(TrainConfig))
+
+
+def parse_seeds(text: str | None, base: int = DEFAULT.seed) -> list[int]:
+    """``--seeds``: a count N (seeds base, base+1, ... base+N-1) or a list ``42,7,1234``.
+
+    Raises ValueError for anything else, a repeated seed or a seed out of range.
+    """
+    if text is None or not str(text).strip():
+        return [base]
+    raw = str(text).strip()
+    try:
+        if "," in raw:
+            seeds = [int(part) for part in raw.split(",") if part.strip()]
+        else:
+            count = float(raw)
+            if not count.is_integer() or count < 1:
+                raise ValueError
+            seeds = list(range(base, base + int(count)))
+    except ValueError:
+        raise ValueError(f"seeds must be a count (3) or a list of seeds (42,7,1234), got {raw!r}") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds must not repeat a seed, got {raw!r}")
+    for seed in seeds:
+        _check(0 <= seed <= MAX_SEED, f"seed must be in [0, {MAX_SEED}], got {seed}")
+    return seeds

@@ -99,3 +99,55 @@ def _palette(count: int) -> list:
 
     cmap = colormaps["tab10" if count <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(count)]
+
+
+def band_figure(curves_by_name: Mapping[str, Sequence[Sequence[float]]]) -> Figure:
+    """Validation loss by epoch per configuration: the mean over seeds as a line, one standard
+    deviation around it as a band, on shared axes. Curves of different lengths (early stopping)
+    are averaged over the seeds that reached each epoch."""
+    figure = Figure(figsize=(9, 5), layout="constrained")
+    axes = figure.add_subplot()
+    colors = iter(_palette(len(curves_by_name)))
+    for name, curves in curves_by_name.items():
+        color = next(colors)
+        curves = [c for c in curves if len(c)]
+        if not curves:
+            continue
+        length = max(map(len, curves))
+        stacked = np.full((len(curves), length), np.nan)
+        for row, curve in enumerate(curves):
+            stacked[row, :len(curve)] = curve
+        mean = np.nanmean(stacked, axis=0)
+        spread = np.nanstd(stacked, axis=0, ddof=1) if len(curves) > 1 else np.zeros(length)
+        spread = np.nan_to_num(spread)
+        epochs = np.arange(length)
+        axes.plot(epochs, mean, color=color, label=f"{name} (n={len(curves)})")
+        axes.fill_between(epochs, mean - spread, mean + spread, color=color, alpha=0.2)
+    axes.set_title("validation loss by epoch: mean over seeds ± one standard deviation")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("val_loss")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return figure
+
+
+def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
+    """Dot-and-interval plot: for each metric a panel, for each configuration its mean (dot) and
+    95% interval (bar). ``summaries`` maps configuration -> metric -> statistics.Summary."""
+    metrics = sorted({m for per in summaries.values() for m in per})
+    figure = Figure(figsize=(5 * max(1, len(metrics)), 0.5 * len(summaries) + 1.8), layout="constrained")
+    panels = figure.subplots(1, max(1, len(metrics)), squeeze=False)[0]
+    names = list(summaries)
+    for axes, metric in zip(panels, metrics, strict=False):
+        for row, name in enumerate(names):
+            summary = summaries[name].get(metric)
+            if summary is None:
+                continue
+            axes.errorbar(summary.mean, row, xerr=[[summary.mean - summary.low], [summary.high - summary.mean]],
+                          fmt="o", capsize=4, color="tab:blue")
+        axes.set_yticks(range(len(names)), names)
+        axes.invert_yaxis()
+        axes.set_title(f"{metric}: mean and 95% interval")
+        axes.grid(alpha=0.3, axis="x")
+    return figure

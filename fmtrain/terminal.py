@@ -55,6 +55,10 @@ def sweep_report(outcome, register_best: str | None) -> str:
     if outcome.registered_version:
         lines.append(f"registered as {register_best} version {outcome.registered_version}, "
                      "alias champion")
+    if outcome.report is not None:
+        lines.append("")
+        lines += [f"{answer.question}: " + "; ".join(answer.verdicts) for answer in outcome.report.answers]
+        lines.append(f"chapter report logged on run {outcome.parent_run_id} (chapter-report.md)")
     return "\n".join(lines)
 
 

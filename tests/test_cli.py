@@ -28,7 +28,7 @@ def test_help_lists_types_choices_and_defaults_without_heavy_imports():
 
 def test_top_level_help_and_a_bad_option_are_served_without_heavy_imports():
     out = _in_fresh_process(["--help"]).stdout
-    assert "train     Train one configuration as one MLflow run." in out and out.strip().endswith("[]")
+    assert "train     Train one configuration as one MLflow run" in out and out.strip().endswith("[]")
     done = _in_fresh_process(["train", "--epoch", "5"])
     assert done.stderr.strip() == ("fmtrain: error: No such option '--epoch'. Did you mean '--epochs'? "
                                    "(see `fmtrain train --help`)")

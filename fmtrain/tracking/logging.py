@@ -11,6 +11,7 @@ from fmtrain import configs
 from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,
+    DESCRIPTION_TAG,
     MODEL_NAME,
     PER_CLASS_FILE,
     SWEEP_CSV,
@@ -130,3 +131,12 @@ def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict)
     mlflow.log_text(per_class_csv, PER_CLASS_FILE)
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, file_name)
+
+
+def log_report(run_id: str, file_name: str, markdown: str, figures: dict) -> None:
+    """Log a report and its figures on ``run_id`` and show the report as the run's description."""
+    client = MlflowClient()
+    client.log_text(run_id, markdown, file_name)
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)
+    client.set_tag(run_id, DESCRIPTION_TAG, markdown)

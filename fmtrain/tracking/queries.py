@@ -118,3 +118,20 @@ def running_runs(experiment: str | None = None) -> list[RunState]:
     runs = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
                               order_by=["attributes.start_time ASC"], max_results=5000)
     return [_state(run) for run in runs]
+
+
+def test_accuracies(run_ids: list[str]) -> dict[str, float]:
+    """Test accuracy of each run whose model an evaluation run scored (the latest evaluation)."""
+    client = MlflowClient()
+    found: dict[str, float] = {}
+    wanted = set(run_ids)
+    if not wanted:
+        return found
+    experiments = [e.experiment_id for e in client.search_experiments()]  # evaluations go anywhere
+    evaluations = client.search_runs(experiments, filter_string="params.source_run_id != 'none'",
+                                     order_by=["attributes.start_time ASC"], max_results=5000)
+    for run in evaluations:
+        source = run.data.params.get("source_run_id")
+        if source in wanted and "test_accuracy" in run.data.metrics:
+            found[source] = run.data.metrics["test_accuracy"]
+    return found

@@ -104,9 +104,9 @@ def _status_for(signum: int) -> str:
     return "FAILED" if signum == 2 else "KILLED"
 
 
-def failed_child(name: str, error: BaseException) -> str:
+def failed_child(name: str, error: BaseException, tags: dict | None = None) -> str:
     """A nested run for a configuration that could not start, marked FAILED with its error."""
-    with mlflow.start_run(run_name=name, nested=True, tags={CONFIG_TAG: name}) as run:
+    with mlflow.start_run(run_name=name, nested=True, tags=tags or {CONFIG_TAG: name}) as run:
         mlflow.set_tag(ERROR_TAG, describe_error(error))
         mlflow.end_run("FAILED")
     return run.info.run_id

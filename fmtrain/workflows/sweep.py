@@ -6,6 +6,7 @@ child and a single run hold the same params, metrics and artifacts.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class SweepOutcome:
     best: SummaryRow | None
     failures: list[str] = field(default_factory=list)
     registered_version: str | None = None
+    report: object = None  # workflows.report.ChapterReport, with several seeds
 
 
 def parse_names(text: str | None) -> list[str]:
@@ -40,28 +42,39 @@ def parse_names(text: str | None) -> list[str]:
 
 
 
+def child_name(config: str, seed: int, seeds: list[int]) -> str:
+    """``adam`` with one seed, ``adam/seed-43`` with several."""
+    return config if len(seeds) == 1 else f"{config}/seed-{seed}"
+
+
 def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experiment=None,
               register_best: str | None = None, verbose: int = 0, resume: str | None = None,
+              seeds: str | None = None, parent_name: str = "sweep",
               echo: Callable[[str], None] = print) -> SweepOutcome:
-    """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides``,
-    each as a child of one parent run.
+    """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides`` and
+    each seed of ``seeds`` (a count or a list, see configs.parse_seeds), each (configuration,
+    seed) as a child of one parent run.
 
-    Settings that no configuration can take are refused before any run exists. A configuration
-    that fails (an override it alone cannot take, an error while training) leaves its child
-    FAILED and the sweep goes on; a signal stops it, leaving every run ended. With ``resume``
-    (a parent run id), the sweep's own configurations and settings are read from that parent,
-    its FINISHED children are kept, and the others run again in the same parent.
+    Settings that no configuration can take are refused before any run exists. A child that
+    fails (an override its configuration cannot take, an error while training) is FAILED and
+    the sweep goes on; a signal stops it, leaving every run ended. With ``resume`` (a parent run
+    id), the configurations, seeds and settings are read from that parent, its FINISHED
+    children are kept, and the others run again in the same parent. With several seeds, the
+    chapter report is logged on the parent at the end.
     """
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs, store
 
-    kept: dict[str, str] = {}
+    kept: dict[tuple[str, int], str] = {}
     experiment_id = None
     if resume:
         store.open_store(experiment, select=False)
-        requested, overrides, kept, experiment_id = _resumable(resume, requested, overrides, echo)
+        if seeds:
+            raise ValueError("--resume takes the seeds from the sweep's parent run; give no --seeds")
+        requested, overrides, seeds, kept, experiment_id = _resumable(resume, requested, overrides, echo)
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
+    seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
     resolved = {}
     for name in names:
         try:
@@ -75,38 +88,49 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     failures = []
     params = {} if resume else {"configs": requested or "all",  # a resumed parent has its params
                                 **{key: configs.format_value(value) for key, value in typed.items()}}
-    with runs.tracked_run("sweep", params, tags={tags.SWEEP_TAG: ",".join(names)},
-                          run_id=resume) as parent_id:
-        for index, name in enumerate(names, start=1):
+    if seeds is not None and not resume:  # as given (`mlflow run -P seeds=5` logged it so)
+        params["seeds"] = str(seeds).strip()
+    jobs = [(name, seed) for name in names for seed in seed_list]
+    parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
+    with runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume) as parent_id:
+        for index, (name, seed) in enumerate(jobs, start=1):
+            label = f"[{index}/{len(jobs)}] {child_name(name, seed, seed_list)}"
             start, config = time.perf_counter(), resolved[name]
-            if name in kept:
-                echo(f"[{index}/{len(names)}] {name} ... kept (run {kept[name]} FINISHED)")
+            if (name, seed) in kept:
+                echo(f"{label} ... kept (run {kept[name, seed]} FINISHED)")
                 continue
             try:
                 if isinstance(config, ValueError):
-                    runs.failed_child(name, config)
+                    runs.failed_child(child_name(name, seed, seed_list), config,
+                                      tags={tags.CONFIG_TAG: name, tags.SEED_TAG: str(seed)})
                     raise config
-                outcome = train_run(config, name, splits, nested=True, verbose=verbose)
+                outcome = train_run(dataclasses.replace(config, seed=seed), name, splits, nested=True,
+                                    verbose=verbose, run_name=child_name(name, seed, seed_list),
+                                    tags={tags.SEED_TAG: str(seed)})
             except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
-                failures.append(name)
-                echo(f"[{index}/{len(names)}] {name} ... FAILED: {error}")
+                failures.append(child_name(name, seed, seed_list))
+                echo(f"{label} ... FAILED: {error}")
                 continue
-            echo(f"[{index}/{len(names)}] {name} ... val_loss "
-                 f"{outcome.result.metrics['final_val_loss']:.3f}, {time.perf_counter() - start:.0f} s")
+            echo(f"{label} ... val_loss {outcome.result.metrics['final_val_loss']:.3f}, "
+                 f"{time.perf_counter() - start:.0f} s")
         rows, figure = compare([parent_id])
         best = comparison.best_row(rows)
         log_comparison(parent_id, rows, figure)
     result = SweepOutcome(parent_id, rows, best, failures)
+    if len(seed_list) > 1 and any(row.finished for row in rows):
+        from fmtrain.workflows import report
+
+        result.report = report.report(parent_id)
     if register_best and best:
         result.registered_version = register_finished(best.run_id, register_best,
                                                       alias=tags.CHAMPION_ALIAS)
     return result
 
 
-def _resumable(parent_id: str, requested, overrides, echo) -> tuple[str, dict, dict[str, str], str]:
-    """Read a sweep to resume: its configurations, its settings, its FINISHED children by
-    configuration and its experiment; children left RUNNING by a dead process are ended KILLED
-    first."""
+def _resumable(parent_id: str, requested, overrides, echo):
+    """Read a sweep to resume: its configurations, settings and seeds, its FINISHED children by
+    (configuration, seed) and its experiment; children left RUNNING by a dead process are ended
+    KILLED first."""
     import os
 
     from fmtrain.tracking import names as tags
@@ -130,26 +154,33 @@ def _resumable(parent_id: str, requested, overrides, echo) -> tuple[str, dict, d
     for stale in find_stale(children, 0):
         runs.end_stale(stale.run_id, stale.age)
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
-    kept = {child.config: child.run_id for child in children if child.status == "FINISHED"}
-    settings = {key: value for key, value in parent.params.items() if key != "configs"}
-    return parent.tags[tags.SWEEP_TAG], settings, kept, parent.experiment_id
+    kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
+            for child in children if child.status == "FINISHED"}
+    settings = {key: value for key, value in parent.params.items() if key not in ("configs", "seeds")}
+    seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
+    seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
+    return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
 
 
 def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     """Summary rows and figure for a sweep's parent run id, or for several run ids, read from
     the store alone.
 
-    For a parent, each configuration shows its latest child, in the sweep's order: a resumed
-    sweep compares like one that was never interrupted.
+    For a parent, each (configuration, seed) shows its latest child, in the sweep's order: a
+    resumed sweep compares like one that was never interrupted.
     """
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
     if len(run_ids) == 1 and (children := queries.child_states(run_ids[0])):
-        latest = {child.config: child.run_id for child in children}  # oldest first: last wins
-        order = queries.run_state(run_ids[0]).tags.get(tags.SWEEP_TAG, "").split(",")
-        run_ids = [latest[name] for name in order if name in latest] + \
-                  [run_id for name, run_id in latest.items() if name not in order]
+        latest = {(c.config, c.params.get("seed")): c for c in children}  # oldest first: last wins
+        parent_tags = queries.run_state(run_ids[0]).tags
+        rank = {name: i for i, name in enumerate(parent_tags.get(tags.SWEEP_TAG, "").split(","))}
+        seed_rank = {seed: i for i, seed in enumerate(parent_tags.get(tags.SEEDS_TAG, "").split(","))}
+        chosen = sorted(latest.values(), key=lambda c: (rank.get(c.config, len(rank)),
+                                                        seed_rank.get(c.params.get("seed"), len(seed_rank)),
+                                                        c.started))
+        run_ids = [c.run_id for c in chosen]
     records = queries.fetch_records(run_ids)
     return comparison.summary_rows(records), comparison.figure(records)
 

@@ -34,7 +34,8 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 
 
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
-              verbose: int = 0, nested: bool = False, tags: dict | None = None) -> TrainOutcome:
+              verbose: int = 0, nested: bool = False, tags: dict | None = None,
+              run_name: str | None = None) -> TrainOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
@@ -46,7 +47,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     from fmtrain.tracking.names import CONFIG_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
-    with runs.tracked_run(name, run_params(name, config, splits), nested=nested,
+    with runs.tracked_run(run_name or name, run_params(name, config, splits), nested=nested,
                           tags={CONFIG_TAG: name, **(tags or {})}) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:
             result = training.train(config, splits, workdir, verbose=verbose,
@@ -56,7 +57,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             tracked.log_training(run_id, result, figures)
             model_uri = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements)
     version = register_finished(run_id, register_as) if register_as else None
-    return TrainOutcome(run_id, name, result, model_uri, version)
+    return TrainOutcome(run_id, run_name or name, result, model_uri, version)
 
 
 def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
