@@ -353,3 +353,22 @@ def test_an_unreachable_tracking_server_gets_one_line_within_seconds(tmp_path, t
     line = _one_line_exit_2(["fmtrain", "train", "--data_dir", str(tiny_data_dir)], env_for(uri), tmp_path)
     assert line == (f"fmtrain: error: tracking store {uri} cannot be reached; start it or point "
                     "MLFLOW_TRACKING_URI at one that runs")
+
+
+def test_a_full_disk_names_the_folder_and_fails_the_run(store, tmp_path, tiny_data_dir):
+    """A real full file system: a 600 KiB tmpfs as the runs' temporary folder."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], check=True)
+    try:
+        done = subprocess.run(["fmtrain", "train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir)],
+                              capture_output=True, text=True, env=env_for(store, TMPDIR=str(small)),
+                              cwd=tmp_path, timeout=300)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert done.returncode == 1
+    (run,) = fresh_runs(store)
+    assert run.info.status == "FAILED"
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"fmtrain: error: run {run.info.run_id} (early-stopping) failed: no space left on "
+                           f"device writing {small}/fmtrain-"), line

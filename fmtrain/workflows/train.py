@@ -6,6 +6,8 @@ does every child of a sweep, so a child differs from a single run only by its pa
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import tempfile
 from dataclasses import dataclass
 
@@ -49,7 +51,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     with runs.tracked_run(run_name or name, run_params(name, config, splits), nested=nested,
                           tags={CONFIG_TAG: name, **(tags or {})}) as run_id:
-        with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir:
+        with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[tracked.epoch_logger()])
             figures = {f"{metric}-curve.png": plots.curve_figure(result.history, metric)
@@ -58,6 +60,17 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             model_uri = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements)
     version = register_finished(run_id, register_as) if register_as else None
     return TrainOutcome(run_id, run_name or name, result, model_uri, version)
+
+
+@contextlib.contextmanager
+def _full_disk_named(folder: str):
+    """A full disk reported by Keras's writers without a file name gets the run's folder."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC and not error.filename:
+            raise OSError(errno.ENOSPC, "No space left on device", folder) from error
+        raise
 
 
 def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
