@@ -274,8 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("FMTRAIN_DEBUG"):
             raise
         click.echo(_describe(error), err=True)
-        return errors.exit_code(error)
+        return exit_code(error)
     return status if isinstance(status, int) else 0
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for ``error``: see README's table of what happens when things go wrong."""
+    if isinstance(error, errors.RunEnded):
+        return error.exit_code
+    if isinstance(error, errors.Stopped):
+        return 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return errors.EXIT_INTERRUPTED
+    if isinstance(error, (ValueError, OSError)):
+        return errors.EXIT_BAD_INPUT
+    # MLflow's own errors that escape before any run exists are refused requests: the store
+    # said no to the input (a run after creation is always wrapped in RunEnded).
+    if type(error).__module__.startswith("mlflow."):
+        return errors.EXIT_BAD_INPUT
+    return errors.EXIT_FAILED
 
 
 def _describe(error: BaseException) -> str:

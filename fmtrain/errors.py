@@ -1,4 +1,4 @@
-"""fmtrain's error kinds, and which exit status each one means.
+"""fmtrain's error kinds and exit statuses (the command line maps the one to the other).
 
 Bad input (a ValueError or OSError: an unknown name, a bad value, missing data, an unusable
 store) is met before any run exists. Once a run exists, every failure is raised as RunEnded
@@ -56,23 +56,6 @@ def signal_description(signum: int) -> str:
     if signum == signal.SIGINT:
         return "interrupted (Ctrl-C)"
     return f"killed by {signal.Signals(signum).name}"
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit status for ``error``: see README's table of what happens when things go wrong."""
-    if isinstance(error, RunEnded):
-        return error.exit_code
-    if isinstance(error, Stopped):
-        return 128 + error.signum
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(error, (ValueError, OSError)):
-        return EXIT_BAD_INPUT
-    # MLflow's own errors that escape before any run exists are refused requests: the store
-    # said no to the input (a run after creation is always wrapped in RunEnded).
-    if type(error).__module__.startswith("mlflow."):
-        return EXIT_BAD_INPUT
-    return EXIT_FAILED
 
 
 def one_line(error: BaseException) -> str:

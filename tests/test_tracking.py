@@ -31,7 +31,9 @@ def test_a_failure_inside_a_tracked_run_marks_it_failed_and_names_it(store):
     (run,) = all_runs()
     assert run.info.run_id == caught.value.run_id and run.info.status == "FAILED"
     assert run.data.tags["fmtrain.error"] == "KeyError: 'x'" and run.data.params == {"a": "1"}
-    assert errors.exit_code(caught.value) == 1 and errors.exit_code(ValueError("bad")) == 2
+    from fmtrain.cli import exit_code
+
+    assert exit_code(caught.value) == 1 and exit_code(ValueError("bad")) == 2
 
 
 def test_a_run_resumed_under_mlflow_run_keeps_the_params_mlflow_logged(store, monkeypatch):
