@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from fmtrain import comparison, configs, data
 from fmtrain.comparison import SummaryRow
-from fmtrain.errors import RunFailed
+from fmtrain.errors import RunEnded, RunFailed, one_line
 from fmtrain.workflows.train import register_finished, train_run
 
 
@@ -120,7 +120,11 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     if len(seed_list) > 1 and any(row.finished for row in rows):
         from fmtrain.workflows import report
 
-        result.report = report.report(parent_id)
+        try:
+            result.report = report.report(parent_id)
+        except Exception as error:  # noqa: BLE001 - the runs are safe; say which parent to report on
+            raise RunEnded(f"sweep {parent_id} finished, but its report failed: {one_line(error)}; "
+                           f"rebuild it with `fmtrain report {parent_id}`", parent_id) from error
     if register_best and best:
         result.registered_version = register_finished(best.run_id, register_best,
                                                       alias=tags.CHAMPION_ALIAS)
