@@ -55,13 +55,15 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     else:
         run = mlflow.start_run(run_name=name, nested=nested, tags=tags or {}, description=description)
     run_id = run.info.run_id
-    MlflowClient().set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
-    heartbeat = _Heartbeat(run_id)
+    heartbeat = None
     try:
+        MlflowClient().set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
+        heartbeat = _Heartbeat(run_id)
         tracked.log_params(run_id, params)
         yield run_id
     except BaseException as error:
-        heartbeat.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
         raise _end_badly(run_id, name, error) from error
     heartbeat.stop()
     mlflow.end_run("FINISHED")
