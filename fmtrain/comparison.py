@@ -18,6 +18,7 @@ class SummaryRow:
     """One run in a sweep's summary table."""
 
     config: str
+    seed: str | None
     status: str
     optimizer: str | None
     dropout_rate: str | None
@@ -48,6 +49,7 @@ def summary_rows(records) -> list[SummaryRow]:
         val_losses = record.curves.get("val_loss") or []
         rows.append(SummaryRow(
             config=record.name,
+            seed=params.get("seed"),
             status=record.status if not record.error else f"{record.status}: {record.error}",
             optimizer=params.get("optimizer"),
             dropout_rate=params.get("dropout_rate"),

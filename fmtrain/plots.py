@@ -118,8 +118,10 @@ def band_figure(curves_by_name: Mapping[str, Sequence[Sequence[float]]]) -> Figu
         for row, curve in enumerate(curves):
             stacked[row, :len(curve)] = curve
         mean = np.nanmean(stacked, axis=0)
-        spread = np.nanstd(stacked, axis=0, ddof=1) if len(curves) > 1 else np.zeros(length)
-        spread = np.nan_to_num(spread)
+        counts = np.sum(~np.isnan(stacked), axis=0)
+        spread = np.zeros(length)  # epochs reached by one seed only get no band
+        several = counts > 1
+        spread[several] = np.nanstd(stacked[:, several], axis=0, ddof=1)
         epochs = np.arange(length)
         axes.plot(epochs, mean, color=color, label=f"{name} (n={len(curves)})")
         axes.fill_between(epochs, mean - spread, mean + spread, color=color, alpha=0.2)
@@ -147,6 +149,7 @@ def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
             axes.errorbar(summary.mean, row, xerr=[[summary.mean - summary.low], [summary.high - summary.mean]],
                           fmt="o", capsize=4, color="tab:blue")
         axes.set_yticks(range(len(names)), names)
+        axes.xaxis.set_major_locator(MaxNLocator(5))
         axes.invert_yaxis()
         axes.set_title(f"{metric}: mean and 95% interval")
         axes.grid(alpha=0.3, axis="x")

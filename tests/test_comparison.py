@@ -22,8 +22,8 @@ def test_rows_best_and_markdown():
     assert rows[2].status == "FAILED: ValueError: bad" and rows[2].final_val_loss is None
     assert comparison.best_row(rows).config == "b"
     markdown = comparison.to_markdown(rows).splitlines()
-    assert markdown[0].startswith("| config | status | optimizer |") and len(markdown) == 5
-    assert "| b | FINISHED | adam | 0.3 | 3 | 3 | 2 | 1 | 0.4100 | 0.4100 | 0.8000 | 0.8000 | 12.5 |" in markdown
+    assert markdown[0].startswith("| config | seed | status | optimizer |") and len(markdown) == 5
+    assert "| b | - | FINISHED | adam | 0.3 | 3 | 3 | 2 | 1 | 0.4100 | 0.4100 | 0.8000 | 0.8000 | 12.5 |" in markdown
     csv_lines = comparison.to_csv(rows).splitlines()
     assert csv_lines[0].split(",") == list(comparison.COLUMNS) and len(csv_lines) == 4
 

@@ -30,7 +30,7 @@ def test_sweep_entry_point_nests_children_compares_and_registers_the_best(store,
          "-P", "epochs=3", "-P", "limit=1000", "-P", f"data_dir={real_data_dir}", "-P", "register_best=fm"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "[2/3] dropout ... val_loss" in done.stdout and "| config | status |" in done.stdout
+    assert "[2/3] dropout ... val_loss" in done.stdout and "| config | seed | status |" in done.stdout
 
     parent, children = by_parent(all_runs())
     assert [c.info.run_name for c in children] == ["rmsprop-val", "dropout", "early-stopping"]
@@ -82,7 +82,7 @@ def test_a_failing_configuration_fails_alone(store, real_data_dir, capsys):
     parent, (failed, adam) = by_parent(all_runs())
     assert failed.info.status == "FAILED" and "needs validation=true" in failed.data.tags["fmtrain.error"]
     assert adam.info.status == "FINISHED" and parent.info.status == "FINISHED"
-    assert "| rmsprop-5 | FAILED: ValueError: early stopping" in captured.out
+    assert "| rmsprop-5 | - | FAILED: ValueError: early stopping" in captured.out
     assert parent.data.tags["fmtrain.best_config"] == "adam"
 
 
@@ -104,8 +104,8 @@ def test_a_configuration_failing_while_training_fails_alone(store, real_data_dir
     parent, (failed, adam) = by_parent(all_runs())
     assert failed.info.status == "FAILED" and failed.data.tags["fmtrain.error"] == "RuntimeError: simulated out of memory"
     assert adam.info.status == "FINISHED" and parent.info.status == "FINISHED"
-    assert "| rmsprop-val | FAILED: RuntimeError: simulated out of memory |" in captured.out
-    assert "| adam | FINISHED |" in captured.out
+    assert "| rmsprop-val | 42 | FAILED: RuntimeError: simulated out of memory |" in captured.out
+    assert "| adam | 42 | FINISHED |" in captured.out
 
 
 def test_ctrl_c_leaves_no_run_running(store, tmp_path, real_data_dir):
