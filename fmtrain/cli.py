@@ -2,7 +2,7 @@
 
 Only click and the configurations are imported at start-up, so ``fmtrain --help`` and a bad
 option never load TensorFlow or MLflow. Every setting's option is generated from the
-configuration dataclass, so its name, type and help are declared once. Errors end with one line
+configuration dataclass (``fmtrain.options``), so its name, type and help are declared once. Errors end with one line
 on stderr: exit 2 for bad input (before any run exists), 1 when a run failed, 128 + N when
 signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
 """
@@ -16,70 +16,9 @@ import sys
 import click
 
 from fmtrain import configs, errors, stopping
+from fmtrain.options import SEEDS_HELP, option_names, overrides_from, run_options, setting_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-SEEDS_HELP = ("train each configuration with several seeds: a count N (the seed setting, then the "
-              "next N-1) or a list 42,7,1234; each (configuration, seed) is one run under a parent, "
-              "and the parent gets the chapter report [default: 1]")
-
-
-class SettingType(click.ParamType):
-    """A setting's value as text, checked by the configuration's own parser.
-
-    The text is kept (not the parsed value) so that ``none`` stays distinct from "not given".
-    """
-
-    def __init__(self, knob):
-        self.knob = knob
-        kind = knob.type
-        self.name = ("true|false" if kind == "bool" else
-                     "integer" if kind.startswith("int") else "number")
-        if "None" in kind:
-            self.name += "|none"
-
-    def convert(self, value, param, ctx):
-        try:
-            configs.parse_value(self.knob.name, value)
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-        return value if isinstance(value, str) else configs.format_value(value)
-
-
-def option_names(name: str) -> list[str]:
-    """``--dropout_rate`` (the one name, as in MLproject and MLflow), and ``--dropout-rate``."""
-    return [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-
-
-def setting_options(command):
-    """Add one option per configuration setting, each defaulting to the configuration's value."""
-    for knob in reversed(configs.knobs()):
-        choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
-        kind = click.Choice(choices) if choices else SettingType(knob)
-        default = configs.format_value(knob.default)
-        command = click.option(*option_names(knob.name), knob.name, type=kind, default=None,
-                               help=f"{knob.metadata['help']} [default: {default}, or the "
-                                    "configuration's]")(command)
-    return command
-
-
-def run_options(command):
-    """Options shared by the commands that train: data, experiment, quiet."""
-    for decorator in reversed([
-        click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None,
-                     help="folder with the four Fashion-MNIST IDX .gz files [default: "
-                          "$FMTRAIN_DATA_DIR, then /usr/share/datasets/fashion-mnist]"),
-        click.option("--experiment", metavar="NAME", default=None,
-                     help="MLflow experiment [default: fashion-mnist; under `mlflow run`, "
-                          "its --experiment-name]"),
-        click.option("--quiet", is_flag=True, help="no Keras progress lines"),
-    ]):
-        command = decorator(command)
-    return command
-
-
-def overrides_from(options: dict) -> dict[str, str]:
-    """The settings given on the command line, as text keyed by field name."""
-    return {k.name: options[k.name] for k in configs.knobs() if options.get(k.name) is not None}
 
 
 @click.group(context_settings=CONTEXT)

@@ -38,13 +38,13 @@ def test_top_level_help_and_a_bad_option_are_served_without_heavy_imports():
 def test_cli_runner_parses_every_setting_by_its_one_name():
     from click.testing import CliRunner
 
-    from fmtrain import cli
+    from fmtrain import options
 
     seen = {}
 
-    @cli.setting_options
+    @options.setting_options
     def probe(**settings):
-        seen.update(cli.overrides_from(settings))
+        seen.update(options.overrides_from(settings))
 
     import click
 

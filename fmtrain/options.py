@@ -1,0 +1,75 @@
+"""Options shared by the commands, generated from the configuration dataclass where they can be.
+
+Every setting's option is declared once, from its field: its name (``--dropout_rate``, and
+``--dropout-rate``), its type (a ``click.Choice`` for closed sets) and its help. Imports only
+click and the configurations, so ``fmtrain --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from fmtrain import configs
+
+SEEDS_HELP = ("train each configuration with several seeds: a count N (the seed setting, then the "
+              "next N-1) or a list 42,7,1234; each (configuration, seed) is one run under a parent, "
+              "and the parent gets the chapter report [default: 1]")
+
+
+class SettingType(click.ParamType):
+    """A setting's value as text, checked by the configuration's own parser.
+
+    The text is kept (not the parsed value) so that ``none`` stays distinct from "not given".
+    """
+
+    def __init__(self, knob):
+        self.knob = knob
+        kind = knob.type
+        self.name = ("true|false" if kind == "bool" else
+                     "integer" if kind.startswith("int") else "number")
+        if "None" in kind:
+            self.name += "|none"
+
+    def convert(self, value, param, ctx):
+        try:
+            configs.parse_value(self.knob.name, value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return value if isinstance(value, str) else configs.format_value(value)
+
+
+def option_names(name: str) -> list[str]:
+    """``--dropout_rate`` (the one name, as in MLproject and MLflow), and ``--dropout-rate``."""
+    return [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+
+
+def setting_options(command):
+    """Add one option per configuration setting, each defaulting to the configuration's value."""
+    for knob in reversed(configs.knobs()):
+        choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
+        kind = click.Choice(choices) if choices else SettingType(knob)
+        default = configs.format_value(knob.default)
+        command = click.option(*option_names(knob.name), knob.name, type=kind, default=None,
+                               help=f"{knob.metadata['help']} [default: {default}, or the "
+                                    "configuration's]")(command)
+    return command
+
+
+def run_options(command):
+    """Options shared by the commands that train: data, experiment, quiet."""
+    for decorator in reversed([
+        click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None,
+                     help="folder with the four Fashion-MNIST IDX .gz files [default: "
+                          "$FMTRAIN_DATA_DIR, then /usr/share/datasets/fashion-mnist]"),
+        click.option("--experiment", metavar="NAME", default=None,
+                     help="MLflow experiment [default: fashion-mnist; under `mlflow run`, "
+                          "its --experiment-name]"),
+        click.option("--quiet", is_flag=True, help="no Keras progress lines"),
+    ]):
+        command = decorator(command)
+    return command
+
+
+def overrides_from(options: dict) -> dict[str, str]:
+    """The settings given on the command line, as text keyed by field name."""
+    return {k.name: options[k.name] for k in configs.knobs() if options.get(k.name) is not None}
