@@ -157,7 +157,8 @@ def register_command(run_id, name, alias):
 
 @cli.command("evaluate")
 @click.option(*option_names("model_uri"), "model_uri", required=True, metavar="URI",
-              help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
+              help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/CONFIG (a run's "
+                   "model is named after its configuration)")
 @click.option(*option_names("data_dir"), "data_dir", metavar="DIR", default=None, help="as for train")
 @click.option("--experiment", metavar="NAME", default=None, help="as for train")
 @click.option("--backend", type=click.Choice(configs.BACKENDS), default=configs.DEFAULT_BACKEND,

@@ -35,6 +35,7 @@ class TrainResult:
     stopped_epoch: int  # 0-based index of the last epoch trained
     best_epoch: int  # 0-based epoch of the lowest val_loss (train loss without validation)
     early_stopped: bool
+    kept_epoch: int  # 0-based epoch whose weights the model holds at the end (best, when restored)
     fit_seconds: float
     epoch_seconds: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -89,9 +90,13 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
 
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     watched = curves["val_loss" if config.validation else "loss"]
+    best_epoch = int(np.argmin(watched))
+    # EarlyStopping(restore_best_weights=True) puts the best epoch's weights back when training
+    # ends, stopped early or not; without it the model keeps the last epoch's.
+    kept_epoch = best_epoch if config.patience is not None else len(watched) - 1
     result = TrainResult(model=model, history=curves, stopped_epoch=len(watched) - 1,
-                         best_epoch=int(np.argmin(watched)),
-                         early_stopped=len(watched) < config.epochs, fit_seconds=fit_seconds,
+                         best_epoch=best_epoch, early_stopped=len(watched) < config.epochs,
+                         kept_epoch=kept_epoch, fit_seconds=fit_seconds,
                          epoch_seconds=timer.seconds)
     with _known_keras_warnings_ignored():
         result.metrics.update(_final_metrics(result, data))

@@ -175,4 +175,4 @@ def test_failure_during_training_leaves_the_run_failed(store, tiny_data_dir, mon
     assert run.info.status == "FAILED"
     assert run.data.tags["fmtrain.error"] == "RuntimeError: disk full while saving"
     assert main(["register", run.info.run_id, "--name", "fm"]) == 2  # it has no model
-    assert f"run {run.info.run_id} has no logged model 'model' to register" in capsys.readouterr().err
+    assert f"run {run.info.run_id} has no logged model to register" in capsys.readouterr().err

@@ -64,13 +64,25 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
 
     import mlflow
 
-    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    # The logged model is named after the configuration, and carries the kept model's final
+    # metrics: its epoch's val_loss (not the first epoch's) and final_val_loss alike.
+    (logged_model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert logged_model.name == "early-stopping" and logged_model.source_run_id == run.info.run_id
+    on_model = {m.key: m.value for m in logged_model.metrics}
+    assert set(on_model) == {"loss", "accuracy", "val_loss", "val_accuracy", "final_val_loss",
+                             "final_val_accuracy", "stopped_epoch"}
+    assert on_model["val_loss"] == val_loss[int(metrics["best_epoch"])]  # restore_best_weights
+    assert on_model["final_val_loss"] == metrics["final_val_loss"]
+    assert on_model["stopped_epoch"] == metrics["stopped_epoch"]
+    assert not [key for key in metrics if key.startswith("validation_")]
+
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/early-stopping")
     # The logged model predicts like the chapter's: one step per call, a sane progress bar.
     assert model.steps_per_execution == 1 and model.get_compile_config()["steps_per_execution"] == 1
     whole = keras.models.load_model(client.download_artifacts(run.info.run_id, "model-whole.keras", str(tmp_path)))
     probe = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(model.predict(probe, verbose=0), whole.predict(probe, verbose=0), rtol=1e-6)
-    logged = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    logged = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/early-stopping")
     assert logged.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 28, 28)
 
 
@@ -95,3 +107,7 @@ def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, ca
     assert done.returncode == 0 and done.stderr == "", done.stderr
     version = MlflowClient().get_model_version_by_alias("fm2", "champion")
     assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")
+    # runs:/RUN_ID/NAME loads a model by its name, the configuration's; another is refused.
+    assert main(["evaluate", "--model_uri", f"runs:/{run.info.run_id}/model"]) == 2
+    assert (f"run {run.info.run_id} has no model 'model'; its model: runs:/{run.info.run_id}/rmsprop-5"
+            in capsys.readouterr().err)

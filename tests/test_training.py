@@ -23,6 +23,7 @@ def test_reload_checks_equal_the_model_in_memory(splits, tmp_path):
     assert metrics["best_checkpoint_val_loss"] == pytest.approx(best_val, rel=1e-5)
     assert result.stopped_epoch == 2 and result.best_epoch == int(np.argmin(result.history["val_loss"]))
     assert len(result.epoch_seconds) == 3 and not result.early_stopped
+    assert result.kept_epoch == 2  # no EarlyStopping: the last epoch's weights
 
 
 def test_early_stopping_restores_the_best_epoch(splits, tmp_path):
@@ -32,6 +33,7 @@ def test_early_stopping_restores_the_best_epoch(splits, tmp_path):
     assert result.early_stopped and result.stopped_epoch == len(val_loss) - 1 < 39
     assert result.best_epoch == int(np.argmin(val_loss))
     assert result.metrics["final_val_loss"] == pytest.approx(val_loss[result.best_epoch], rel=1e-4)
+    assert result.kept_epoch == result.best_epoch
 
 
 def test_no_validation_keeps_no_checkpoint_and_still_checks_reloads(splits, tmp_path):

@@ -1,10 +1,13 @@
-"""What a run records: autolog, params, metrics, artifacts, figures and the logged model."""
+"""What a run records: params, metrics, artifacts, figures and the logged model."""
 
 from __future__ import annotations
 
 import io
+import time
+from dataclasses import dataclass
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from fmtrain import configs
@@ -12,12 +15,18 @@ from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,
     DESCRIPTION_TAG,
-    MODEL_NAME,
     PER_CLASS_FILE,
     SWEEP_CSV,
     SWEEP_FIGURE,
     SWEEP_MD,
 )
+
+# The run's single metrics that the experiment's Models page also shows for its logged model:
+# the kept model's scores under the names the runs table and the sweep's summary use, and when
+# training stopped. The others describe the run (timings, reload checks, epochs) or another model
+# (the best checkpoint). The model gets its epoch's loss, accuracy, val_loss and val_accuracy
+# from MLflow itself (see log_model).
+KEPT_MODEL_METRICS = ("final_val_loss", "final_val_accuracy", "stopped_epoch")
 
 
 def epoch_logger():
@@ -74,13 +83,20 @@ def _same_value(key: str, logged: str, value: str) -> bool:
         return False
 
 
-def log_training(run_id: str, result, figures: dict) -> None:
-    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table."""
-    metrics = dict(result.metrics)
-    metrics["stopped_epoch"] = float(result.stopped_epoch)
-    mlflow.log_metrics(metrics)
-    for epoch, seconds in enumerate(result.epoch_seconds):
-        mlflow.log_metric("epoch_seconds", seconds, step=epoch)
+def log_training(run_id: str, result, figures: dict, model_id: str) -> None:
+    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table.
+
+    The metrics of the kept model are linked to its logged model ``model_id`` too.
+    """
+    metrics = {**result.metrics, "stopped_epoch": float(result.stopped_epoch)}
+    mlflow.log_metrics({k: v for k, v in metrics.items() if k in KEPT_MODEL_METRICS}, model_id=model_id)
+    # Through the client: MLflow's fluent API would link a metric logged at the model's step
+    # (the kept epoch) to the model, as if the run's timings described it.
+    now = int(time.time() * 1000)
+    run_only = [Metric(k, v, now, 0) for k, v in metrics.items() if k not in KEPT_MODEL_METRICS]
+    run_only += [Metric("epoch_seconds", seconds, now, epoch)
+                 for epoch, seconds in enumerate(result.epoch_seconds)]
+    MlflowClient().log_batch(run_id, metrics=run_only)
     for path in result.files.values():
         mlflow.log_artifact(str(path))
     for file_name, figure in figures.items():
@@ -99,19 +115,32 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return buffer.getvalue()
 
 
-def log_model(model, example, requirements: list[str]) -> str:
+@dataclass(frozen=True)
+class LoggedModel:
+    """A logged model: its URI (``models:/m-...``) and its id, to link metrics to it."""
+
+    uri: str
+    model_id: str
+
+
+def log_model(model, example, requirements: list[str], *, name: str, step: int) -> LoggedModel:
     """Log the kept Keras model as the run's one MLflow model (keras flavor, with signature).
 
-    The keras flavor saves the native ``.keras`` file, which loads on any Keras backend, so a
-    model trained on TensorFlow serves on JAX and back. Returns the model's URI.
+    ``name`` is what the experiment's Models page lists and what ``runs:/RUN_ID/NAME`` loads;
+    ``step`` is the epoch whose weights the model holds. Call it right after training: MLflow
+    links every metric the run holds at ``step`` to the model (with its default step, 0, the
+    Models page showed the first epoch's loss as the model's), and at this point those are that
+    epoch's loss, accuracy, val_loss and val_accuracy. The keras flavor saves the native
+    ``.keras`` file, which loads on any Keras backend, so a model trained on TensorFlow serves
+    on JAX and back.
     """
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example, verbose=0))
     # Explicit requirements skip MLflow's slow inference (it re-imports the model in a subprocess).
-    info = mlflow.keras.log_model(model, name=MODEL_NAME, signature=signature,
-                                  pip_requirements=requirements)
-    return info.model_uri
+    info = mlflow.keras.log_model(model, name=name, signature=signature,
+                                  pip_requirements=requirements, step=step)
+    return LoggedModel(info.model_uri, info.model_id)
 
 
 def log_comparison(run_id: str, figure, rows: list, csv_text: str, markdown: str, best) -> None:
@@ -125,9 +154,11 @@ def log_comparison(run_id: str, figure, rows: list, csv_text: str, markdown: str
         client.set_tag(run_id, BEST_CONFIG_TAG, best.config)
 
 
-def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict) -> None:
-    """Log test-set results on the active run."""
-    mlflow.log_metrics(metrics)
+def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict,
+                   model_id: str | None = None) -> None:
+    """Log test-set results on the active run, linked to the logged model ``model_id`` if known
+    (the experiment's Models page then shows them beside its validation metrics)."""
+    mlflow.log_metrics(metrics, model_id=model_id)
     mlflow.log_text(per_class_csv, PER_CLASS_FILE)
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, file_name)

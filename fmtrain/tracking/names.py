@@ -4,7 +4,6 @@ The floor of the tracking package: it imports nothing, so every other module can
 """
 
 DEFAULT_EXPERIMENT = "fashion-mnist"
-MODEL_NAME = "model"  # the name under which each training run logs its model
 CHAMPION_ALIAS = "champion"
 
 # Tags fmtrain sets on runs.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.names import CONFIG_TAG, MODEL_NAME
+from fmtrain.tracking.names import CONFIG_TAG
 from fmtrain.tracking.store import get_run, not_found
 
 
@@ -30,6 +30,7 @@ class ResolvedModel:
     name: str | None = None
     version: str | None = None
     run_id: str | None = None
+    model_id: str | None = None  # the logged model (m-...), to link test metrics to it
 
 
 def register(run_id: str, name: str, alias: str | None = None):
@@ -39,28 +40,40 @@ def register(run_id: str, name: str, alias: str | None = None):
     """
     client = MlflowClient()
     run = get_run(run_id)
-    models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'")
+    models = logged_models(run)
     if not models:
-        raise RegistryError(f"run {run_id} has no logged model {MODEL_NAME!r} to register")
+        raise RegistryError(f"run {run_id} has no logged model to register")
     # The logged model's own URI (models:/m-...): the version keeps its link to the run, and
-    # MLflow need not look for (absent) run artifacts at runs:/RUN_ID/model.
+    # MLflow need not look for (absent) run artifacts at runs:/RUN_ID/NAME.
     # MLflow prints its own "Successfully registered ..." lines; fmtrain's caller reports it.
     with contextlib.redirect_stderr(io.StringIO()):
-        version = mlflow.register_model(models[0].model_uri, name,
+        version = mlflow.register_model(models[-1].model_uri, name,
                                         tags={CONFIG_TAG: run.data.tags.get(CONFIG_TAG, "")})
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return version
 
 
+def logged_models(run) -> list:
+    """The models a run logged, oldest first (fmtrain logs one, named after its configuration)."""
+    found = MlflowClient().search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": True}])
+    return list(found)
+
+
 def resolve(model_uri: str) -> ResolvedModel:
-    """Check that ``model_uri`` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH)
-    points at something that exists, and say which registered version it is."""
+    """Check that ``model_uri`` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/NAME)
+    points at something that exists, and say which registered version and logged model it is."""
     client = MlflowClient()
     if match := re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri):
-        return ResolvedModel(model_uri, run_id=get_run(match.group(1)).info.run_id)
+        run = get_run(match.group(1))
+        models = {model.name: model.model_id for model in logged_models(run)}
+        name = match.group(2).split("/")[0]
+        if models and name not in models:  # a run without logged models may hold MLflow 2's
+            raise RegistryError(f"run {run.info.run_id} has no model {name!r}; its model: "
+                                + ", ".join(f"runs:/{run.info.run_id}/{n}" for n in models))
+        return ResolvedModel(model_uri, run_id=run.info.run_id, model_id=models.get(name))
     if match := re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri):
         name, alias = match.groups()
         fetch = functools.partial(client.get_model_version_by_alias, name, alias)
@@ -75,13 +88,21 @@ def resolve(model_uri: str) -> ResolvedModel:
             return f"registered model {name!r} has no version {number}; latest is {_latest(client, name)}"
     else:
         raise RegistryError(f"model URI {model_uri!r} is not one of models:/NAME@ALIAS, "
-                            "models:/NAME/VERSION or runs:/RUN_ID/model")
+                            "models:/NAME/VERSION or runs:/RUN_ID/CONFIG")
     with not_found(lambda: f"no registered model named {name!r}; registered models: "
                            f"{', '.join(m.name for m in client.search_registered_models()) or 'none'}"):
         client.get_registered_model(name)  # checked first: its message lists the known models
     with not_found(missing):
         version = fetch()
-    return ResolvedModel(model_uri, name, str(version.version), version.run_id)
+    model_id = version.model_id or _logged_model_id(version.source)
+    return ResolvedModel(model_uri, name, str(version.version), version.run_id, model_id)
+
+
+def _logged_model_id(source: str | None) -> str | None:
+    # The sqlite store leaves a version's model_id empty; fmtrain registers the logged model's
+    # own URI (models:/m-...), so the source names it.
+    match = re.fullmatch(r"models:/(m-[0-9a-f]+)", source or "")
+    return match.group(1) if match else None
 
 
 def _aliases(client: MlflowClient, name: str) -> str:

@@ -52,5 +52,5 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
               "source_run_id": resolved.run_id or "none"}
     with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
         tracked.log_evaluation(evaluation.metrics, evaluation.per_class_csv(),
-                               metrics.figures(evaluation, images, labels))
+                               metrics.figures(evaluation, images, labels), model_id=resolved.model_id)
     return EvaluationOutcome(resolved, evaluation, run_id, len(labels))

@@ -54,12 +54,14 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[tracked.epoch_logger()])
+            # The model first: MLflow links it to the metrics its epoch already holds.
+            logged = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
+                                       name=name, step=result.kept_epoch)
             figures = {f"{metric}-curve.png": plots.curve_figure(result.history, metric)
                        for metric in LOADS}
-            tracked.log_training(run_id, result, figures)
-            model_uri = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements)
+            tracked.log_training(run_id, result, figures, logged.model_id)
     version = register_finished(run_id, register_as) if register_as else None
-    return TrainOutcome(run_id, run_name or name, result, model_uri, version)
+    return TrainOutcome(run_id, run_name or name, result, logged.uri, version)
 
 
 @contextlib.contextmanager
