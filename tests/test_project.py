@@ -75,6 +75,9 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
     assert on_model["final_val_loss"] == metrics["final_val_loss"]
     assert on_model["stopped_epoch"] == metrics["stopped_epoch"]
     assert not [key for key in metrics if key.startswith("validation_")]
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith(f"val_loss {metrics['final_val_loss']:.4f}, val_accuracy ")
+    assert "Set for this run: epochs=5, patience=1, limit=2000." in description
 
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/early-stopping")
     # The logged model predicts like the chapter's: one step per call, a sane progress bar.
@@ -107,6 +110,8 @@ def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, ca
     assert done.returncode == 0 and done.stderr == "", done.stderr
     version = MlflowClient().get_model_version_by_alias("fm2", "champion")
     assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")
+    assert version.description.startswith("rmsprop-5: val_loss ")
+    assert f"From run `{run.info.run_id}`." in version.description
     # runs:/RUN_ID/NAME loads a model by its name, the configuration's; another is refused.
     assert main(["evaluate", "--model_uri", f"runs:/{run.info.run_id}/model"]) == 2
     assert (f"run {run.info.run_id} has no model 'model'; its model: runs:/{run.info.run_id}/rmsprop-5"

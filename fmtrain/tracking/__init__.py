@@ -3,9 +3,9 @@
 - ``names``: tags, experiment, model and artifact names (imports nothing);
 - ``store``: opening the tracking store, "not found", reading one run;
 - ``runs``: run lifecycle: start or resume, end with a status, errors as tags;
-- ``logging``: autolog, params, metrics, artifacts, figures and the logged model;
+- ``logging``: params, metrics, artifacts, figures, the logged model and descriptions;
 - ``queries``: typed records read back from the store, for comparison;
-- ``registry``: register models, move aliases, resolve and load models.
+- ``registry``: register and describe models, move aliases, resolve and load models.
 
 Nothing here imports fmtrain's workflows or command line.
 """

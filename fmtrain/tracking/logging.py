@@ -1,4 +1,4 @@
-"""What a run records: params, metrics, artifacts, figures and the logged model."""
+"""What a run records: params, metrics, artifacts, figures, the logged model and descriptions."""
 
 from __future__ import annotations
 
@@ -143,15 +143,30 @@ def log_model(model, example, requirements: list[str], *, name: str, step: int) 
     return LoggedModel(info.model_uri, info.model_id)
 
 
-def log_comparison(run_id: str, figure, rows: list, csv_text: str, markdown: str, best) -> None:
-    """Log a sweep's comparison figure, summary tables and best run on ``run_id``."""
+def describe_run(run_id: str, text: str) -> None:
+    """Set the Markdown the run's page shows as its Description."""
+    MlflowClient().set_tag(run_id, DESCRIPTION_TAG, text)
+
+
+def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, description: str) -> None:
+    """Log a sweep's comparison figure, summary tables, description and best run on ``run_id``.
+
+    The best child's final val_loss and val_accuracy become the parent's own metrics
+    (``best_final_val_loss``, ``best_final_val_accuracy``), so that the parent is not an empty
+    row in the runs table and the charts.
+    """
     client = MlflowClient()
     client.log_figure(run_id, figure, SWEEP_FIGURE)
     client.log_text(run_id, csv_text, SWEEP_CSV)
     client.log_text(run_id, markdown, SWEEP_MD)
+    describe_run(run_id, description)
     if best is not None:
         client.set_tag(run_id, BEST_TAG, best.run_id)
         client.set_tag(run_id, BEST_CONFIG_TAG, best.config)
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[
+            Metric("best_final_val_loss", best.final_val_loss, now, 0),
+            Metric("best_final_val_accuracy", best.final_val_accuracy, now, 0)])
 
 
 def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict,
@@ -170,4 +185,4 @@ def log_report(run_id: str, file_name: str, markdown: str, figures: dict) -> Non
     client.log_text(run_id, markdown, file_name)
     for name, figure in figures.items():
         client.log_figure(run_id, figure, name)
-    client.set_tag(run_id, DESCRIPTION_TAG, markdown)
+    describe_run(run_id, markdown)

@@ -62,6 +62,11 @@ def logged_models(run) -> list:
     return list(found)
 
 
+def describe_version(name: str, version: str, text: str) -> None:
+    """Set the Markdown the registry shows as the version's description."""
+    MlflowClient().update_model_version(name, version, description=text)
+
+
 def resolve(model_uri: str) -> ResolvedModel:
     """Check that ``model_uri`` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/NAME)
     points at something that exists, and say which registered version and logged model it is."""

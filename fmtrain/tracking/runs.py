@@ -44,12 +44,14 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
                 nested: bool = False, description: str | None = None, run_id: str | None = None):
     """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
 
+    ``description`` is the Markdown the run's page shows (the tag ``mlflow.note.content``).
+
     An error inside ends the run FAILED and is raised again as RunFailed naming the run; a stop
     by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped. With ``run_id``,
     that existing run is reopened (a resumed sweep's parent).
     """
     if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, nested=nested)
+        run = mlflow.start_run(run_id=run_id, nested=nested, description=description)
         if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
             MlflowClient().delete_tag(run_id, ERROR_TAG)
     else:

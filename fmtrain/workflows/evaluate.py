@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fmtrain import backend as keras_backend
-from fmtrain import data
+from fmtrain import data, descriptions
 
 
 @dataclass
@@ -19,11 +19,28 @@ class EvaluationOutcome:
 
 
 def register(run_id: str, name: str, alias: str | None = None) -> str:
-    """Register ``run_id``'s model as a new version of ``name`` (alias moved); returns the version."""
-    from fmtrain.tracking import registry, store
+    """``fmtrain register``: open the store, then ``register_described``."""
+    from fmtrain.tracking import store
 
     store.open_store()
-    return str(registry.register(run_id, name, alias).version)
+    return register_described(run_id, name, alias)
+
+
+def register_described(run_id: str, name: str, alias: str | None = None) -> str:
+    """Register ``run_id``'s model as a new version of ``name`` (alias moved), described by its
+    source run, configuration and validation scores; returns the version."""
+    from fmtrain.tracking import registry
+
+    version = str(registry.register(run_id, name, alias).version)
+    registry.describe_version(name, version, _version_text(run_id))
+    return version
+
+
+def _version_text(run_id: str, test: dict | None = None, evaluation_run_id: str | None = None) -> str:
+    from fmtrain.tracking import queries
+
+    (record,) = queries.fetch_records([run_id])
+    return descriptions.version_description(run_id, record.params, record.metrics, test, evaluation_run_id)
 
 
 def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
@@ -53,4 +70,9 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
         tracked.log_evaluation(evaluation.metrics, evaluation.per_class_csv(),
                                metrics.figures(evaluation, images, labels), model_id=resolved.model_id)
+        version = f"{resolved.name} version {resolved.version}" if resolved.name else ""
+        tracked.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.metrics, version))
+    if resolved.version and resolved.run_id:  # the version's description gains its test scores
+        registry.describe_version(resolved.name, resolved.version,
+                                  _version_text(resolved.run_id, evaluation.metrics, run_id))
     return EvaluationOutcome(resolved, evaluation, run_id, len(labels))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fmtrain import comparison, configs, data
+from fmtrain import comparison, configs, data, descriptions
 from fmtrain.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunFailed, one_line
 from fmtrain.workflows.train import register_finished, train_run
@@ -92,7 +92,10 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         params["seeds"] = str(seeds).strip()
     jobs = [(name, seed) for name in names for seed in seed_list]
     parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
-    with runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume) as parent_id:
+    started = descriptions.sweep_description(names, typed, "(The summary table comes when the sweep ends.)",
+                                             None, seeds=seed_list)
+    with runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
+                          description=started) as parent_id:
         for index, (name, seed) in enumerate(jobs, start=1):
             label = f"[{index}/{len(jobs)}] {child_name(name, seed, seed_list)}"
             start, config = time.perf_counter(), resolved[name]
@@ -190,8 +193,17 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
 
 
 def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
-    """Log a comparison built by ``compare`` on the sweep's parent run."""
+    """Log a comparison built by ``compare`` on the sweep's parent run, and describe the parent
+    with it (what it ran, the best child, the table)."""
     from fmtrain.tracking import logging as tracked
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
 
-    tracked.log_comparison(parent_run_id, figure, rows, comparison.to_csv(rows),
-                           comparison.to_markdown(rows), comparison.best_row(rows))
+    parent = queries.run_state(parent_run_id)
+    ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
+        else [row.config for row in rows]
+    settings = {key: value for key, value in parent.params.items() if key not in ("configs", "seeds")}
+    seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
+    markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
+    tracked.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,
+                           descriptions.sweep_description(ran, settings, markdown, best, seeds=seeds))

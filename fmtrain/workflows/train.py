@@ -11,7 +11,7 @@ import errno
 import tempfile
 from dataclasses import dataclass
 
-from fmtrain import backend, configs, data
+from fmtrain import backend, configs, data, descriptions
 from fmtrain.configs import TrainConfig
 from fmtrain.errors import RunEnded, one_line
 
@@ -49,8 +49,10 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     from fmtrain.tracking.names import CONFIG_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
+    settings = config.to_params()
     with runs.tracked_run(run_name or name, run_params(name, config, splits), nested=nested,
-                          tags={CONFIG_TAG: name, **(tags or {})}) as run_id:
+                          tags={CONFIG_TAG: name, **(tags or {})},
+                          description=descriptions.run_description(name, settings)) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[tracked.epoch_logger()])
@@ -60,6 +62,8 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             figures = {f"{metric}-curve.png": plots.curve_figure(result.history, metric)
                        for metric in LOADS}
             tracked.log_training(run_id, result, figures, logged.model_id)
+            headline = {**result.metrics, "stopped_epoch": result.stopped_epoch}
+            tracked.describe_run(run_id, descriptions.run_description(name, settings, headline))
     version = register_finished(run_id, register_as) if register_as else None
     return TrainOutcome(run_id, run_name or name, result, logged.uri, version)
 
@@ -77,10 +81,10 @@ def _full_disk_named(folder: str):
 
 def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
     """Register a finished run's model; a failure names the run, which stays FINISHED."""
-    from fmtrain.tracking import registry
+    from fmtrain.workflows.evaluate import register_described
 
     try:
-        return str(registry.register(run_id, name, alias).version)
+        return register_described(run_id, name, alias)
     except Exception as error:  # noqa: BLE001 - reported with the run id the user needs
         raise RunEnded(f"run {run_id} finished, but registering its model as {name!r} "
                        f"failed: {one_line(error)}", run_id) from error
