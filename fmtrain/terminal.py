@@ -40,6 +40,7 @@ def train_report(outcome) -> str:
     lines.append(f"  model: {outcome.model_uri}")
     if outcome.registered_version:
         lines.append(f"  registered as version {outcome.registered_version}")
+    lines += ui_lines(outcome.link)
     return "\n".join(lines)
 
 
@@ -59,7 +60,18 @@ def sweep_report(outcome, register_best: str | None) -> str:
         lines.append("")
         lines += [f"{answer.question}: " + "; ".join(answer.verdicts) for answer in outcome.report.answers]
         lines.append(f"chapter report logged on run {outcome.parent_run_id} (chapter-report.md)")
+    lines += ui_lines(outcome.link)
     return "\n".join(lines)
+
+
+def ui_lines(link) -> list[str]:
+    """Where to see the runs (a fmtrain.tracking.ui.UiLink, or None): the command that serves
+    a local store, then the address to open."""
+    if link is None:
+        return []
+    if link.serve_command:
+        return [f"see it in the MLflow UI: {link.serve_command}", f"  then open {link.url}"]
+    return [f"see it in the MLflow UI: {link.url}"]
 
 
 def evaluation_report(outcome) -> str:

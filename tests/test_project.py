@@ -112,6 +112,10 @@ def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, ca
     assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")
     assert version.description.startswith("rmsprop-5: val_loss ")
     assert f"From run `{run.info.run_id}`." in version.description
+
+    # The link to the run in the UI, and the command that serves this store.
+    assert f"see it in the MLflow UI: mlflow ui --backend-store-uri {store}" in out
+    assert f"/runs/{run.info.run_id}?workflowType=machine_learning" in out
     # runs:/RUN_ID/NAME loads a model by its name, the configuration's; another is refused.
     assert main(["evaluate", "--model_uri", f"runs:/{run.info.run_id}/model"]) == 2
     assert (f"run {run.info.run_id} has no model 'model'; its model: runs:/{run.info.run_id}/rmsprop-5"

@@ -53,3 +53,21 @@ def test_unreachable_store_is_described_by_its_uri(monkeypatch):
     error = mlflow.exceptions.MlflowException("API request failed: Max retries exceeded with url")
     assert store.describe_store_error(error) == ("tracking store http://127.0.0.1:9 cannot be reached; "
                                                  "start it or point MLFLOW_TRACKING_URI at one that runs")
+
+
+def test_the_ui_link_names_the_experiment_and_how_to_serve_a_local_store(store, tmp_path, monkeypatch):
+    from fmtrain.tracking import ui
+
+    experiment = mlflow.set_experiment("fashion-mnist").experiment_id
+    with mlflow.start_run() as run:
+        pass
+    link = ui.ui_link(run.info.run_id)
+    assert link.url == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    assert link.serve_command == f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}"
+    page = ui.ui_link(run.info.run_id, run_page=True).url
+    assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?" in page
+    monkeypatch.setattr(ui, "tracking_uri", lambda: "https://mlflow.example.org/")  # a server's own UI
+    assert ui.ui_link(run.info.run_id) == ui.UiLink(
+        f"https://mlflow.example.org/#/experiments/{experiment}/runs?workflowType=machine_learning")
+    monkeypatch.setattr(ui, "tracking_uri", lambda: "postgresql://fm:secret@db/mlflow")
+    assert ui.ui_link(run.info.run_id).serve_command == "mlflow ui --backend-store-uri postgresql://fm:***@db/mlflow"

@@ -5,7 +5,8 @@
 - ``runs``: run lifecycle: start or resume, end with a status, errors as tags;
 - ``logging``: params, metrics, artifacts, figures, the logged model and descriptions;
 - ``queries``: typed records read back from the store, for comparison;
-- ``registry``: register and describe models, move aliases, resolve and load models.
+- ``registry``: register and describe models, move aliases, resolve and load models;
+- ``ui``: where the MLflow UI shows a run, and the command that serves a local store.
 
 Nothing here imports fmtrain's workflows or command line.
 """

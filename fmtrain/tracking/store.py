@@ -70,7 +70,7 @@ def _probe_artifact_location(location: str) -> None:
                          "writable, free space, or use another experiment or store") from None
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     return None if not path or path == ":memory:" else Path(path)
 
@@ -81,7 +81,7 @@ def _prepare_sqlite(uri: str) -> None:
     Several processes opening a new store at once (a parallel sweep, a CI matrix) would otherwise
     each run MLflow's schema migrations and collide.
     """
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None:
         return
     path = path.resolve()
@@ -173,3 +173,4 @@ def get_run(run_id: str):
 def is_local_store() -> bool:
     """Whether the store is a file on this machine (sqlite or a folder), not a server."""
     return urlparse(tracking_uri()).scheme in ("", "file", "sqlite")
+

@@ -27,6 +27,7 @@ class SweepOutcome:
     failures: list[str] = field(default_factory=list)
     registered_version: str | None = None
     report: object = None  # workflows.report.ChapterReport, with several seeds
+    link: object = None  # fmtrain.tracking.ui.UiLink: the runs view that holds the sweep
 
 
 def parse_names(text: str | None) -> list[str]:
@@ -63,7 +64,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     chapter report is logged on the parent at the end.
     """
     from fmtrain.tracking import names as tags
-    from fmtrain.tracking import runs, store
+    from fmtrain.tracking import runs, store, ui
 
     kept: dict[tuple[str, int], str] = {}
     experiment_id = None
@@ -119,7 +120,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         rows, figure = compare([parent_id])
         best = comparison.best_row(rows)
         log_comparison(parent_id, rows, figure)
-    result = SweepOutcome(parent_id, rows, best, failures)
+    result = SweepOutcome(parent_id, rows, best, failures, link=ui.ui_link(parent_id))
     if len(seed_list) > 1 and any(row.finished for row in rows):
         from fmtrain.workflows import report
 

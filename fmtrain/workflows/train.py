@@ -20,13 +20,15 @@ LOADS = ("loss", "accuracy")
 
 @dataclass
 class TrainOutcome:
-    """A finished training run: its id, what training returned, the model and its version."""
+    """A finished training run: its id, what training returned, the model, its version and
+    where the MLflow UI shows the run."""
 
     run_id: str
     name: str
     result: object  # fmtrain.training.TrainResult
     model_uri: str
     registered_version: str | None = None
+    link: object = None  # fmtrain.tracking.ui.UiLink
 
 
 def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str, str]:
@@ -96,9 +98,11 @@ def train(config_name: str, overrides: dict, *, data_dir=None, experiment: str |
 
     Everything that can be checked (settings, data, store) is checked before the run exists.
     """
-    from fmtrain.tracking import store
+    from fmtrain.tracking import store, ui
 
     config = configs.resolve(config_name, overrides)
     splits = data.load_splits(data_dir, config.limit)
     store.open_store(experiment)
-    return train_run(config, config_name, splits, register_as=register_as, verbose=verbose)
+    outcome = train_run(config, config_name, splits, register_as=register_as, verbose=verbose)
+    outcome.link = ui.ui_link(outcome.run_id, run_page=True)
+    return outcome
