@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from fmtrain import configs, errors, stopping
+from fmtrain import backend, configs, errors, stopping
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SEEDS_HELP = ("train each configuration with several seeds: a count N (the seed setting, then the "
@@ -77,6 +77,22 @@ def run_options(command):
     return command
 
 
+def engine_options(command):
+    """Where a sweep's children train: ``--workers`` and ``--ray_address`` (``--ray-address``)."""
+    for decorator in reversed([
+        click.option(*option_names("workers"), "workers", type=click.IntRange(min=1), default=None,
+                     metavar="N",
+                     help="children trained at once, each in a Ray worker process of its own; 1 = one "
+                          "after another in this process [default: 2 with Ray installed "
+                          "(pip install 'fmtrain[ray]'), else 1]"),
+        click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
+                     help="train the children on this Ray cluster (needs an http(s):// "
+                          "MLFLOW_TRACKING_URI) [default: $RAY_ADDRESS, else a local Ray instance]"),
+    ]):
+        command = decorator(command)
+    return command
+
+
 def overrides_from(options: dict) -> dict[str, str]:
     """The settings given on the command line, as text keyed by field name."""
     return {k.name: options[k.name] for k in configs.knobs() if options.get(k.name) is not None}
@@ -102,8 +118,10 @@ def configs_command():
 @click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
               help="register the run's model as a new version of NAME")
 @click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
+@engine_options
 @setting_options
-def train_command(config, data_dir, experiment, quiet, register_as, seeds, **settings):
+def train_command(config, data_dir, experiment, quiet, register_as, seeds, workers, ray_address,
+                  **settings):
     """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
     from fmtrain import terminal
 
@@ -114,7 +132,8 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, **set
 
         outcome = sweep.run_sweep(config, overrides, data_dir=data_dir, experiment=experiment,
                                   register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
-                                  parent_name=f"{config} seeds", echo=click.echo)
+                                  parent_name=f"{config} seeds", workers=workers,
+                                  ray_address=ray_address, echo=click.echo)
         click.echo(terminal.sweep_report(outcome, register_as))
         return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
@@ -136,15 +155,18 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, **set
 @click.option("--resume", metavar="PARENT_RUN_ID", default=None,
               help="finish an interrupted sweep: keep its FINISHED children, run the others again "
                    "in the same parent (configurations and settings come from the parent)")
+@engine_options
 @setting_options
-def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, **settings):
+def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
+                  ray_address, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain import terminal
     from fmtrain.workflows import sweep
 
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, echo=click.echo)
+                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
+                              ray_address=ray_address, echo=click.echo)
     click.echo(terminal.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
@@ -256,7 +278,7 @@ def reap_command(stale_after, experiment, yes):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    _calm_loggers()
+    backend.quiet_loggers()
     try:
         with stopping.signals_handled():
             status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
@@ -285,19 +307,6 @@ def _describe(error: BaseException) -> str:
         text = str(error) if isinstance(error, errors.Stopped) else "interrupted (Ctrl-C)"
         return f"fmtrain: {text}; no run was left RUNNING"
     return f"fmtrain: error: {errors.one_line(error)}"
-
-
-def _calm_loggers() -> None:
-    # TensorFlow's Python warnings and MLflow's routine notices (creating the sqlite store's
-    # tables, a new experiment) say nothing a user can act on; FMTRAIN_DEBUG=1 keeps them.
-    if os.environ.get("FMTRAIN_DEBUG"):
-        return
-    for name in ("tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Logging a model in an environment without pip (uv's) warns that pip has no version.
-    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 def run() -> None:
