@@ -97,8 +97,15 @@ def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
                          "installed; install it with `pip install 'fmtrain[ray]'`, or use --workers 1")
     # A task on a cluster asks for one CPU and uses one thread; on this machine the cores are
     # shared out, so that N workers never run more threads than there are cores.
-    threads = 1 if address else max(1, len(os.sched_getaffinity(0)) // count)
+    threads = 1 if address else max(1, cores() // count)
     return Placement(count, address, threads)
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def thread_environment(threads: int) -> dict[str, str]:

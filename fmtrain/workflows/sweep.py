@@ -194,12 +194,12 @@ def _resumable(parent_id: str, requested, overrides, echo):
     if parent.status == "RUNNING" and not find_stale([parent], DEFAULT_STALE_AFTER):
         raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
                          "it before resuming, or wait until it is stale")
-    children = queries.child_states(parent_id)
-    for stale in find_stale(children, 0):
+    states = queries.child_states(parent_id)
+    for stale in find_stale(states, 0):
         runs.end_stale(stale.run_id, stale.age)
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
     kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
-            for child in children if child.status == "FINISHED"}
+            for child in states if child.status == "FINISHED"}
     settings = {key: value for key, value in parent.params.items()
                 if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
     seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
@@ -217,8 +217,8 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
-    if len(run_ids) == 1 and (children := queries.child_states(run_ids[0])):
-        latest = {(c.config, c.params.get("seed")): c for c in children}  # oldest first: last wins
+    if len(run_ids) == 1 and (states := queries.child_states(run_ids[0])):
+        latest = {(c.config, c.params.get("seed")): c for c in states}  # oldest first: last wins
         parent_tags = queries.run_state(run_ids[0]).tags
         rank = {name: i for i, name in enumerate(parent_tags.get(tags.SWEEP_TAG, "").split(","))}
         seed_rank = {seed: i for i, seed in enumerate(parent_tags.get(tags.SEEDS_TAG, "").split(","))}
