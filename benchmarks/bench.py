@@ -12,7 +12,12 @@ It records seconds per epoch (median of the epochs after the first), fit and wal
 time outside fit, and peak resident memory (from wait4), and prints medians and the ratios the
 targets are about as Markdown. Nothing here is asserted: timings on a shared machine are noisy.
 
+With ``--sweep``, it also times the whole chapter (8 configurations) three ways: the plain code
+one configuration after another, ``fmtrain sweep --workers 1`` and ``fmtrain sweep --workers 2``;
+with ``--throughput``, 8 configurations x 3 seeds with one worker and with two.
+
     python benchmarks/bench.py [--config early-stopping] [--repeats 3] [--limit 0] [--sweep]
+                               [--sweep-repeats 1] [--throughput] [--only-sweeps]
 """
 
 from __future__ import annotations
@@ -85,17 +90,41 @@ def help_seconds(env, repeats: int = 5) -> float:
 
 
 def sweep(args, env) -> None:
-    """The whole chapter (8 configurations) once each way: plain code, fmtrain on each backend."""
-    rows = [("chapter code, TensorFlow", *timed([sys.executable, str(HERE / "chapter_plain.py"), "--configs",
-                                                 "all", "--limit", str(args.limit)], env)[1:])]
-    for backend in ("tensorflow", "jax"):
-        rows.append((f"fmtrain sweep, {backend}", *timed(
-            ["fmtrain", "sweep", "--limit", str(args.limit), "--backend", backend, "--quiet"], env)[1:]))
-    plain = rows[0][1]
-    print("\n| whole chapter (8 configurations) | wall time (s) | vs the chapter's code | peak RSS (MiB) |")
-    print("|---|---|---|---|")
-    for name, wall, rss in rows:
-        print(f"| {name} | {wall:.0f} | {wall / plain:.2f}x | {rss:.0f} |")
+    """The whole chapter (8 configurations) three ways, ``--sweep-repeats`` times, interleaved: the
+    plain code one configuration after another, ``fmtrain sweep --workers 1`` (sequential, in one
+    process) and ``fmtrain sweep --workers 2`` (two Ray workers of one thread each)."""
+    ways = {
+        "chapter code, one after another": [sys.executable, str(HERE / "chapter_plain.py"), "--configs", "all",
+                                            "--limit", str(args.limit)],
+        "fmtrain sweep --workers 1": ["fmtrain", "sweep", "--limit", str(args.limit), "--backend", args.backend,
+                                      "--quiet", "--workers", "1"],
+        "fmtrain sweep --workers 2": ["fmtrain", "sweep", "--limit", str(args.limit), "--backend", args.backend,
+                                      "--quiet", "--workers", "2"],
+    }
+    walls: dict[str, list[float]] = {way: [] for way in ways}
+    for repeat in range(args.sweep_repeats):
+        for way, command in ways.items():
+            walls[way].append(timed(command, env)[1])
+            print(f"sweep repeat {repeat + 1}, {way}: {walls[way][-1]:.0f} s", file=sys.stderr, flush=True)
+    plain = statistics.median(walls["chapter code, one after another"])
+    print(f"\n| whole chapter, 8 configurations ({args.backend}, medians of {args.sweep_repeats}) | "
+          "wall time (s) | vs the chapter's code |")
+    print("|---|---|---|")
+    for way, times in walls.items():
+        wall = statistics.median(times)
+        print(f"| {way} | {wall:.0f} | {wall / plain:.2f}x |")
+
+
+def throughput(args, env) -> None:
+    """8 configurations x 3 seeds (24 runs) with ``fmtrain sweep --seeds 3``, one worker and two:
+    runs per hour."""
+    print(f"\n| 8 configurations x 3 seeds ({args.backend}) | wall time (s) | runs per hour |")
+    print("|---|---|---|")
+    for workers in ("1", "2"):
+        wall = timed(["fmtrain", "sweep", "--seeds", "3", "--limit", str(args.limit), "--backend",
+                      args.backend, "--quiet", "--workers", workers], env)[1]
+        print(f"| fmtrain sweep --seeds 3 --workers {workers} | {wall:.0f} | {24 * 3600 / wall:.0f} |",
+              flush=True)
 
 
 def main() -> None:
@@ -103,7 +132,14 @@ def main() -> None:
     parser.add_argument("--config", default="early-stopping")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument("--sweep", action="store_true", help="also time the whole chapter once each way")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time the whole chapter: plain code, fmtrain sweep --workers 1 and 2")
+    parser.add_argument("--sweep-repeats", type=int, default=1)
+    parser.add_argument("--throughput", action="store_true",
+                        help="also time 8 configurations x 3 seeds with one worker and two")
+    parser.add_argument("--backend", default="tensorflow", help="backend of the fmtrain sweeps")
+    parser.add_argument("--only-sweeps", action="store_true",
+                        help="skip the per-configuration comparison (with --sweep or --throughput)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fmtrain-bench-") as store:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db")
@@ -112,7 +148,7 @@ def main() -> None:
         # Create the store's tables once, as a user's existing store has them.
         subprocess.run(["fmtrain", "reap"], env=env, check=True, capture_output=True)
         results: dict[str, list[dict]] = {way: [] for way in WAYS}
-        for repeat in range(args.repeats):
+        for repeat in range(0 if args.only_sweeps else args.repeats):
             for way, run in zip(WAYS, (lambda: run_plain("tensorflow", args, env),
                                        lambda: run_plain("jax", args, env),
                                        lambda: run_fmtrain("tensorflow", args, env),
@@ -120,9 +156,12 @@ def main() -> None:
                                        lambda: run_floor(args, env)), strict=True):
                 results[way].append(run())
                 print(f"repeat {repeat + 1}, {way}: {results[way][-1]}", file=sys.stderr, flush=True)
-        report(args, results, help_seconds(env))
+        if not args.only_sweeps:
+            report(args, results, help_seconds(env))
         if args.sweep:
             sweep(args, env)
+        if args.throughput:
+            throughput(args, env)
 
 
 def _median(rows: list[dict], key: str):

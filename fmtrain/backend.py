@@ -9,6 +9,7 @@ any Python setting can stop them. They say nothing a user can act on, so they ar
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -39,6 +40,22 @@ def native_stderr_silenced(enabled: bool = True):
         os.close(saved)
 
 
+def quiet_loggers() -> None:
+    """Keep routine notices off the terminal, in the command's process and in a Ray worker.
+
+    TensorFlow's Python warnings and MLflow's routine notices (creating the sqlite store's
+    tables, a new experiment) say nothing a user can act on; FMTRAIN_DEBUG=1 keeps them.
+    """
+    if debugging():
+        return
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Logging a model in an environment without pip (uv's) warns that pip has no version.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+
+
 def use(backend: str = DEFAULT_BACKEND):
     """Select ``backend`` for Keras and import Keras quietly; returns the keras module.
 
@@ -55,6 +72,7 @@ def use(backend: str = DEFAULT_BACKEND):
                              f"backend={backend} needs a new process")
         return keras
     os.environ["KERAS_BACKEND"] = backend
+    quiet_loggers()  # a Ray worker trains without the command line's start-up
     # Asking for TensorFlow's logs means TF_CPP_MIN_LOG_LEVEL=0: other values (TensorFlow sets 1
     # in a process that imported it, and children inherit it) ask for less, never more.
     quiet = not debugging() and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0"

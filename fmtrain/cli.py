@@ -15,8 +15,15 @@ import sys
 
 import click
 
-from fmtrain import configs, errors, stopping
-from fmtrain.options import SEEDS_HELP, option_names, overrides_from, run_options, setting_options
+from fmtrain import backend, configs, errors, stopping
+from fmtrain.options import (
+    SEEDS_HELP,
+    engine_options,
+    option_names,
+    overrides_from,
+    run_options,
+    setting_options,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -41,8 +48,10 @@ def configs_command():
 @click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
               help="register the run's model as a new version of NAME")
 @click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
+@engine_options
 @setting_options
-def train_command(config, data_dir, experiment, quiet, register_as, seeds, **settings):
+def train_command(config, data_dir, experiment, quiet, register_as, seeds, workers, ray_address,
+                  **settings):
     """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
     from fmtrain import terminal
 
@@ -53,7 +62,8 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, **set
 
         outcome = sweep.run_sweep(config, overrides, data_dir=data_dir, experiment=experiment,
                                   register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
-                                  parent_name=f"{config} seeds", echo=click.echo)
+                                  parent_name=f"{config} seeds", workers=workers,
+                                  ray_address=ray_address, echo=click.echo)
         click.echo(terminal.sweep_report(outcome, register_as))
         return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
@@ -75,15 +85,18 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, **set
 @click.option("--resume", metavar="PARENT_RUN_ID", default=None,
               help="finish an interrupted sweep: keep its FINISHED children, run the others again "
                    "in the same parent (configurations and settings come from the parent)")
+@engine_options
 @setting_options
-def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, **settings):
+def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
+                  ray_address, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain import terminal
     from fmtrain.workflows import sweep
 
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, echo=click.echo)
+                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
+                              ray_address=ray_address, echo=click.echo)
     click.echo(terminal.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
@@ -196,7 +209,7 @@ def reap_command(stale_after, experiment, yes):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    _calm_loggers()
+    backend.quiet_loggers()
     try:
         with stopping.signals_handled():
             status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
@@ -242,19 +255,6 @@ def _describe(error: BaseException) -> str:
         text = str(error) if isinstance(error, errors.Stopped) else "interrupted (Ctrl-C)"
         return f"fmtrain: {text}; no run was left RUNNING"
     return f"fmtrain: error: {errors.one_line(error)}"
-
-
-def _calm_loggers() -> None:
-    # TensorFlow's Python warnings and MLflow's routine notices (creating the sqlite store's
-    # tables, a new experiment) say nothing a user can act on; FMTRAIN_DEBUG=1 keeps them.
-    if os.environ.get("FMTRAIN_DEBUG"):
-        return
-    for name in ("tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Logging a model in an environment without pip (uv's) warns that pip has no version.
-    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 def run() -> None:

@@ -23,6 +23,9 @@ class RunEnded(Exception):
         super().__init__(message)
         self.run_id = run_id
 
+    def __reduce__(self):  # whole across processes: a Ray worker's error reaches the driver
+        return type(self), (str(self), self.run_id)
+
 
 class RunFailed(RunEnded):
     """The run failed (status FAILED, the error in the tag ``fmtrain.error``): exit status 1."""
@@ -36,9 +39,16 @@ class RunStopped(RunEnded):
         self.signum = signum
         self.exit_code = 128 + signum
 
+    def __reduce__(self):
+        return type(self), (str(self), self.run_id, self.signum)
+
 
 class StoreError(ValueError):
     """The tracking store cannot be opened or reached; the message names it and what to do."""
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running a job died without a word: killed, out of memory, node lost."""
 
 
 class Stopped(BaseException):
@@ -49,6 +59,9 @@ class Stopped(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal_description(signum))
         self.signum = signum
+
+    def __reduce__(self):
+        return type(self), (self.signum,)
 
 
 def signal_description(signum: int) -> str:

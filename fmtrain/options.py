@@ -70,6 +70,22 @@ def run_options(command):
     return command
 
 
+def engine_options(command):
+    """Where a sweep's children train: ``--workers`` and ``--ray_address`` (``--ray-address``)."""
+    for decorator in reversed([
+        click.option(*option_names("workers"), "workers", type=click.IntRange(min=1), default=None,
+                     metavar="N",
+                     help="children trained at once, each in a Ray worker process of its own; 1 = one "
+                          "after another in this process [default: 2 with Ray installed "
+                          "(pip install 'fmtrain[ray]'), else 1]"),
+        click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
+                     help="train the children on this Ray cluster (needs an http(s):// "
+                          "MLFLOW_TRACKING_URI) [default: $RAY_ADDRESS, else a local Ray instance]"),
+    ]):
+        command = decorator(command)
+    return command
+
+
 def overrides_from(options: dict) -> dict[str, str]:
     """The settings given on the command line, as text keyed by field name."""
     return {k.name: options[k.name] for k in configs.knobs() if options.get(k.name) is not None}

@@ -57,3 +57,20 @@ def soft_stop(stop: Callable[[], None]):
         _soft_stops.remove(stop)
     if _requested:
         raise Stopped(_requested.pop())
+
+
+@contextlib.contextmanager
+def recorded(received: list[int]):
+    """Within the block, SIGINT, SIGTERM and SIGHUP are only appended to ``received``, for the
+    caller to act on: for code that waits inside a native library (Ray), which an exception
+    raised by a signal handler would leave in a broken state (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up fmtrain on a fresh Debian machine: the Fashion-MNIST files, the Debian packages the
-# tests drive (Chromium and its driver), and fmtrain with its Python packages in the virtual
+# tests drive (Chromium and its driver, PostgreSQL for the team server), and fmtrain with its
+# Python packages (the extras for JAX, Ray and the team server included) in the virtual
 # environment .venv of this checkout (a stock Debian Python refuses system-wide pip installs).
 # Idempotent; run as root or with sudo available, from anywhere. Then: . .venv/bin/activate
 set -euo pipefail
@@ -26,5 +27,5 @@ python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/n
   || apt_install python3-venv
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax,ray,team]"
 echo "fmtrain is set up in $(pwd)/.venv; enter it with: . .venv/bin/activate"

@@ -167,3 +167,36 @@ def wait_for_http(url: str, process=None, timeout: float = 120) -> None:
             raise AssertionError(f"{url}: the server exited with {process.returncode}")
         assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
         time.sleep(0.5)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line mentions ``text`` (a temporary folder of one test's own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if text.encode() in handle.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short temporary folder for the Ray instances a test starts (Ray's socket paths must stay
+    under about 100 characters): RAY_TMPDIR for them. Whatever Ray process of this folder is
+    still alive at the end is killed; the folder is removed."""
+    import shutil
+    import signal
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    yield folder
+    for pid in processes_mentioning(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(folder, ignore_errors=True)

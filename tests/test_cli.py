@@ -10,7 +10,7 @@ from fmtrain.cli import main
 
 from conftest import PROJECT, all_runs
 
-HEAVY = "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'jax') if m in sys.modules))"
+HEAVY = "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'jax', 'ray') if m in sys.modules))"
 
 
 def _in_fresh_process(argv):
@@ -137,6 +137,11 @@ def corrupt_dir(tmp_path, tiny_data_dir):
     (["sweep", "--epochs", "0"], "epochs must be at least 1, got 0"),
     (["sweep", "--limit", "5"], "limit must be 0 (all data) or at least 40"),
     (["sweep", "--epochs", "x"], "epochs must be a whole number, got 'x'"),
+    (["sweep", "--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
+    (["sweep", "--workers", "1", "--ray-address", "127.0.0.1:6379"], "needs --workers 2 or more"),
+    (["sweep", "--ray_address", "127.0.0.1:6379"], "a Ray cluster needs an http(s):// tracking URI that "
+                                                    "its nodes can reach, not sqlite:///"),
+    (["train", "--seeds", "2", "--ray-address", "127.0.0.1:6379"], "a Ray cluster needs an http(s)://"),
     (["evaluate", "--model_uri", "models:/missing@champion"], "no registered model named 'missing'"),
     (["evaluate", "--model_uri", "s3://bucket/model"], "is not one of models:/NAME@ALIAS"),
     (["compare", "0123456789abcdef"], "run '0123456789abcdef' not found"),

@@ -46,7 +46,7 @@ def test_a_signal_during_training_ends_the_run_killed(signum, code, words, store
 
 def test_sigterm_during_a_sweep_ends_parent_and_child_killed(store, tmp_path, real_data_dir):
     job = Process(["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "2000", "--epochs", "50",
-                   "--data_dir", str(real_data_dir)], env=env_for(store), cwd=tmp_path)
+                   "--workers", "1", "--data_dir", str(real_data_dir)], env=env_for(store), cwd=tmp_path)
     job.expect("Epoch 2/50")
     job.signal(signal.SIGTERM)
     assert job.wait() == 143
@@ -117,7 +117,7 @@ def test_a_live_run_is_not_stale(store):
 
 def test_a_sweep_killed_mid_way_resumes_into_the_same_comparison(store, tmp_path, real_data_dir):
     argv = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam,dropout", "--limit", "1000", "--epochs", "3",
-            "--data_dir", str(real_data_dir)]
+            "--workers", "1", "--data_dir", str(real_data_dir)]
     job = Process(argv, env=env_for(store), cwd=tmp_path)
     job.expect("[1/3] rmsprop-val ... val_loss")
     job.expect("Epoch 2/3")  # adam is training

@@ -95,7 +95,7 @@ def test_a_sweep_with_three_seeds_nests_its_runs_and_reports_from_the_store(stor
     from conftest import all_runs
 
     assert main(["sweep", "--configs", "rmsprop-val,adam", "--seeds", "3", "--limit", "500", "--epochs", "2",
-                 "--quiet", "--data_dir", str(real_data_dir)]) == 0
+                 "--quiet", "--workers", "1", "--data_dir", str(real_data_dir)]) == 0
     out = capsys.readouterr().out
     assert "[1/6] rmsprop-val/seed-42 ... val_loss" in out and "[6/6] adam/seed-44 ... val_loss" in out
     assert "RMSprop vs Adam: " in out

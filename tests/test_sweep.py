@@ -27,7 +27,8 @@ def test_sweep_entry_point_nests_children_compares_and_registers_the_best(store,
     done = subprocess.run(
         ["mlflow", "run", str(PROJECT), "-e", "sweep", "--env-manager", "local",
          "--experiment-name", "fashion-mnist", "-P", "configs=rmsprop-val,dropout,early-stopping",
-         "-P", "epochs=3", "-P", "limit=1000", "-P", f"data_dir={real_data_dir}", "-P", "register_best=fm"],
+         "-P", "epochs=3", "-P", "limit=1000", "-P", f"data_dir={real_data_dir}", "-P", "register_best=fm",
+         "-P", "workers=1"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[2/3] dropout ... val_loss" in done.stdout and "| config | seed | status |" in done.stdout
@@ -98,7 +99,7 @@ def test_a_configuration_failing_while_training_fails_alone(store, real_data_dir
 
     monkeypatch.setattr(training, "train", train_or_break)
     code = main(["sweep", "--configs", "rmsprop-val,adam", "--epochs", "1", "--limit", "500",
-                 "--data_dir", str(real_data_dir), "--quiet"])
+                 "--data_dir", str(real_data_dir), "--quiet", "--workers", "1"])  # the patch is in this process
     captured = capsys.readouterr()
     assert code == 1 and "[1/2] rmsprop-val ... FAILED: run " in captured.out
     parent, (failed, adam) = by_parent(all_runs())
@@ -114,7 +115,7 @@ def test_ctrl_c_leaves_no_run_running(store, tmp_path, real_data_dir):
     mlflow.set_experiment("fashion-mnist")  # create the store's tables before two processes share it
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(["fmtrain", "sweep", "--configs", "rmsprop-20,adam", "--limit", "2000",
-                                "--epochs", "50", "--data_dir", str(real_data_dir)],
+                                "--epochs", "50", "--workers", "1", "--data_dir", str(real_data_dir)],
                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:  # Keras announces "Epoch 1/50" once the first child is training
         if line.startswith("Epoch 1/50"):

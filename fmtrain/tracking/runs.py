@@ -10,19 +10,30 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import socket
 import threading
 import time
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fmtrain.errors import RunEnded, RunFailed, RunStopped, Stopped, one_line, signal_description
+from fmtrain.errors import (
+    RunEnded,
+    RunFailed,
+    RunStopped,
+    Stopped,
+    StoreError,
+    one_line,
+    signal_description,
+)
 from fmtrain.tracking import logging as tracked
-from fmtrain.tracking import store
+from fmtrain.tracking import queries, store
 from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PROCESS_TAG
 
 HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
+PERMISSION_RETRY_SECONDS = 5.0
 
 
 def describe_error(error: BaseException) -> str:
@@ -41,21 +52,28 @@ def describe_error(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
-                nested: bool = False, description: str | None = None, run_id: str | None = None):
+                parent_run_id: str | None = None, description: str | None = None,
+                run_id: str | None = None):
     """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
 
     ``description`` is the Markdown the run's page shows (the tag ``mlflow.note.content``).
 
     An error inside ends the run FAILED and is raised again as RunFailed naming the run; a stop
     by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped. With ``run_id``,
-    that existing run is reopened (a resumed sweep's parent).
+    that existing run is reopened (a resumed sweep's parent). With ``parent_run_id``, the run is
+    nested under that run, in its experiment: the parent may be open in this process (a
+    sequential sweep) or in another one (a sweep's driver, when this is a Ray worker).
     """
     if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, nested=nested, description=description)
+        run = mlflow.start_run(run_id=run_id, description=description)
         if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
             MlflowClient().delete_tag(run_id, ERROR_TAG)
+    elif parent_run_id is not None:
+        experiment_id = store.get_run(parent_run_id).info.experiment_id
+        run = _start_run(run_name=name, nested=True, parent_run_id=parent_run_id,
+                         experiment_id=experiment_id, tags=tags or {}, description=description)
     else:
-        run = mlflow.start_run(run_name=name, nested=nested, tags=tags or {}, description=description)
+        run = _start_run(run_name=name, tags=tags or {}, description=description)
     run_id = run.info.run_id
     heartbeat = None
     try:
@@ -69,6 +87,26 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
         raise _end_badly(run_id, name, error) from error
     heartbeat.stop()
     mlflow.end_run("FINISHED")
+
+
+def _start_run(**arguments):
+    """``mlflow.start_run``, tried again for a few seconds while the store denies permission.
+
+    MLflow's basic-auth app grants the creator of an experiment its permission only after
+    answering the creation: another process of the same user that finds the new experiment in
+    that moment (several ``fmtrain train`` started at once) is refused its run. A refusal that
+    lasts is a StoreError naming the store and what to ask for.
+    """
+    deadline = time.monotonic() + PERMISSION_RETRY_SECONDS
+    while True:
+        try:
+            return mlflow.start_run(**arguments)
+        except MlflowException as error:
+            if error.error_code != "PERMISSION_DENIED":
+                raise
+            if time.monotonic() > deadline:
+                raise StoreError(store.describe_store_error(error)) from None
+        time.sleep(0.5)
 
 
 def _end_badly(run_id: str, name: str, error: BaseException) -> BaseException:
@@ -142,9 +180,38 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
+def end_for(run_id: str, status: str, reason: str) -> None:
+    """End a run that its own process cannot end (the process died, or was stopped on another
+    process's behalf) as ``status``, with ``reason`` in ``fmtrain.error``."""
+    client = MlflowClient()
+    client.set_tag(run_id, ERROR_TAG, reason)
+    client.set_terminated(run_id, status)
+
+
 def end_stale(run_id: str, age: float) -> None:
     """End a run whose process is gone: KILLED, with the reason in ``fmtrain.error``."""
-    client = MlflowClient()
-    client.set_tag(run_id, ERROR_TAG, f"process gone: no heartbeat for {age:.0f} s "
-                                      "(killed, out of memory or power loss)")
-    client.set_terminated(run_id, "KILLED")
+    end_for(run_id, "KILLED", f"process gone: no heartbeat for {age:.0f} s "
+                              "(killed, out of memory or power loss)")
+
+
+def end_stopped(run_id: str, signum: int) -> None:
+    """End a run as if ``signum`` had stopped it in its own process: KILLED (FAILED for Ctrl-C)."""
+    end_for(run_id, _status_for(signum), signal_description(signum))
+
+
+def end_stopped_children(parent_run_id: str, signum: int, known: set[str]) -> list[str]:
+    """After ``signum`` stopped a parallel sweep and its tasks were cancelled, end as that signal
+    says the children this attempt started (not in ``known``) that are still RUNNING (their
+    workers were killed) or that the cancel ended (it is a Ctrl-C to a worker).
+
+    Returns ``run ID (name)`` for each. A store that cannot be reached ends the list early.
+    """
+    cancelled = signal_description(signal.SIGINT)
+    ended: list[str] = []
+    with store.fail_fast(), contextlib.suppress(Exception):
+        for child in queries.child_states(parent_run_id):
+            if child.run_id not in known and (child.status == "RUNNING"
+                                              or child.tags.get(ERROR_TAG) == cancelled):
+                end_stopped(child.run_id, signum)
+                ended.append(f"run {child.run_id} ({child.name})")
+    return ended

@@ -46,7 +46,11 @@ def open_store(experiment: str | None = None, *, select: bool = True,
         elif experiment_id is not None:
             location = mlflow.set_experiment(experiment_id=experiment_id).artifact_location
         elif select:
-            location = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT).artifact_location
+            found = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+            # Losing a race to create the experiment (several processes starting at once in a
+            # new one), set_experiment returns it without making it the active experiment, and
+            # the runs would go to the Default one (where a server's users may not write).
+            location = mlflow.set_experiment(experiment_id=found.experiment_id).artifact_location
         else:
             MlflowClient().search_experiments(max_results=1)
             return
@@ -141,9 +145,13 @@ def describe_store_error(error: BaseException) -> str:
     if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish")):
         return (f"tracking store {uri} cannot be reached; start it or point MLFLOW_TRACKING_URI "
                 "at one that runs")
-    if any(s in text for s in ("401", "403", "Unauthorized", "Forbidden", "credentials")):
+    if any(s in text for s in ("401", "Unauthorized", "credentials")):
         return (f"tracking store {uri} refused the credentials; check MLFLOW_TRACKING_USERNAME "
                 "and MLFLOW_TRACKING_PASSWORD")
+    if any(s in text for s in ("403", "Forbidden", "PERMISSION_DENIED", "Permission denied")):
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
+        return (f"tracking store {uri} denied {user} permission to write there; ask the "
+                "experiment's owner or an admin for EDIT permission, or use another experiment")
     if "readonly database" in text or "unable to open database" in text:
         return f"tracking store {uri} cannot be written; check the file's and folder's permissions"
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -168,6 +176,32 @@ def get_run(run_id: str):
     """The run ``run_id``; a ValueError naming the store when there is none."""
     with not_found(lambda: f"run {run_id!r} not found in {tracking_uri()}"):
         return MlflowClient().get_run(run_id)
+
+
+def is_server() -> bool:
+    """Whether the store is a tracking server (``http(s)://``), which every machine can reach."""
+    return urlparse(tracking_uri()).scheme in ("http", "https")
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment a run in another process (a Ray worker) needs to use this store as this
+    process does: the tracking URI (a local file's path made absolute, since a worker's working
+    directory is not ours), the credentials and HTTP settings; and no ``mlflow run`` run to
+    resume (an empty ``MLFLOW_RUN_ID``: the workers of a local Ray instance inherit this
+    process's environment)."""
+    env = {name: value for name, value in os.environ.items()
+           if name.startswith(("MLFLOW_TRACKING_", "MLFLOW_HTTP_REQUEST_", "MLFLOW_SUPPRESS_"))}
+    uri = tracking_uri()
+    path = sqlite_path(uri)
+    if path is not None:
+        uri = f"sqlite:///{path.resolve()}"
+    elif urlparse(uri).scheme in ("", "file"):
+        uri = Path(urlparse(uri).path).resolve().as_uri()
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_RUN_ID="")
+    # A worker's lines reach the terminal prefixed with its task; MLflow's links to each child's
+    # page would be most of them. The sweep's own lines name every run.
+    env.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    return env
 
 
 def is_local_store() -> bool:

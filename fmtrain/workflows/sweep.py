@@ -1,20 +1,22 @@
 """Several configurations as nested child runs of one parent run, then their comparison.
 
 Each child is made by ``workflows.train.train_run``, the function ``fmtrain train`` uses, so a
-child and a single run hold the same params, metrics and artifacts.
+child and a single run hold the same params, metrics and artifacts. An engine (``engines``)
+decides where the children train: one after another in this process (``--workers 1``), or
+several at once in Ray workers, locally or on a cluster; the parent stays in this process.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fmtrain import comparison, configs, data, descriptions
+from fmtrain import comparison, configs, data, descriptions, engines
 from fmtrain.comparison import SummaryRow
-from fmtrain.errors import RunEnded, RunFailed, one_line
-from fmtrain.workflows.train import register_finished, train_run
+from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
+from fmtrain.workflows import children
+from fmtrain.workflows.train import register_finished
 
 
 @dataclass
@@ -42,7 +44,6 @@ def parse_names(text: str | None) -> list[str]:
     return names
 
 
-
 def child_name(config: str, seed: int, seeds: list[int]) -> str:
     """``adam`` with one seed, ``adam/seed-43`` with several."""
     return config if len(seeds) == 1 else f"{config}/seed-{seed}"
@@ -50,16 +51,18 @@ def child_name(config: str, seed: int, seeds: list[int]) -> str:
 
 def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experiment=None,
               register_best: str | None = None, verbose: int = 0, resume: str | None = None,
-              seeds: str | None = None, parent_name: str = "sweep",
-              echo: Callable[[str], None] = print) -> SweepOutcome:
+              seeds: str | None = None, parent_name: str = "sweep", workers: int | None = None,
+              ray_address: str | None = None, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides`` and
     each seed of ``seeds`` (a count or a list, see configs.parse_seeds), each (configuration,
-    seed) as a child of one parent run.
+    seed) as a child of one parent run, ``workers`` at a time (see engines.plan; with
+    ``ray_address``, on that Ray cluster).
 
-    Settings that no configuration can take are refused before any run exists. A child that
-    fails (an override its configuration cannot take, an error while training) is FAILED and
-    the sweep goes on; a signal stops it, leaving every run ended. With ``resume`` (a parent run
-    id), the configurations, seeds and settings are read from that parent, its FINISHED
+    Settings that no configuration can take are refused before any run exists, and so is a
+    cluster without a tracking server to share. A child that fails (an override its
+    configuration cannot take, an error while training, a worker that dies) is FAILED or KILLED
+    and the sweep goes on; a signal stops it, leaving every run ended. With ``resume`` (a parent
+    run id), the configurations, seeds and settings are read from that parent, its FINISHED
     children are kept, and the others run again in the same parent. With several seeds, the
     chapter report is logged on the parent at the end.
     """
@@ -84,39 +87,35 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
             resolved[name] = error
     if all(isinstance(config, ValueError) for config in resolved.values()):
         raise resolved[names[0]]
+    pairs = [(name, seed) for name in names for seed in seed_list]
+    to_train = [pair for pair in pairs if pair not in kept and not isinstance(resolved[pair[0]], ValueError)]
+    placement = engines.plan(workers, ray_address, len(to_train))
+    if placement.address and not store.is_server():
+        raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
+                         f"{store.tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
+                         "(README: Team setup)")
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
     store.open_store(experiment, experiment_id=experiment_id)
-    failures = []
     params = {} if resume else {"configs": requested or "all",  # a resumed parent has its params
                                 **{key: configs.format_value(value) for key, value in typed.items()}}
     if seeds is not None and not resume:  # as given (`mlflow run -P seeds=5` logged it so)
         params["seeds"] = str(seeds).strip()
-    jobs = [(name, seed) for name in names for seed in seed_list]
+    if not resume:
+        params["workers"] = str(workers or engines.default_workers())
+        if placement.address:
+            params["ray_address"] = placement.address
     parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
     started = descriptions.sweep_description(names, typed, "(The summary table comes when the sweep ends.)",
                                              None, seeds=seed_list)
-    with runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
-                          description=started) as parent_id:
-        for index, (name, seed) in enumerate(jobs, start=1):
-            label = f"[{index}/{len(jobs)}] {child_name(name, seed, seed_list)}"
-            start, config = time.perf_counter(), resolved[name]
-            if (name, seed) in kept:
-                echo(f"{label} ... kept (run {kept[name, seed]} FINISHED)")
-                continue
-            try:
-                if isinstance(config, ValueError):
-                    runs.failed_child(child_name(name, seed, seed_list), config,
-                                      tags={tags.CONFIG_TAG: name, tags.SEED_TAG: str(seed)})
-                    raise config
-                outcome = train_run(dataclasses.replace(config, seed=seed), name, splits, nested=True,
-                                    verbose=verbose, run_name=child_name(name, seed, seed_list),
-                                    tags={tags.SEED_TAG: str(seed)})
-            except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
-                failures.append(child_name(name, seed, seed_list))
-                echo(f"{label} ... FAILED: {error}")
-                continue
-            echo(f"{label} ... val_loss {outcome.result.metrics['final_val_loss']:.3f}, "
-                 f"{time.perf_counter() - start:.0f} s")
+    with engines.start(placement, store.worker_environment()) as engine, \
+            runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
+                             description=started) as parent_id:
+        jobs = [children.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
+                                  resolved[name], kept.get((name, seed)), verbose)
+                for index, (name, seed) in enumerate(pairs)]
+        if engine.parallel:
+            echo(f"training {len(to_train)} runs {placement.describe()}")
+        failures = _run_children(engine, jobs, splits, echo)
         rows, figure = compare([parent_id])
         best = comparison.best_row(rows)
         log_comparison(parent_id, rows, figure)
@@ -133,6 +132,51 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         result.registered_version = register_finished(best.run_id, register_best,
                                                       alias=tags.CHAMPION_ALIAS)
     return result
+
+
+def _run_children(engine, jobs: list[children.ChildJob], splits: data.Splits,
+                  echo: Callable[[str], None]) -> list[str]:
+    """Each child of ``jobs`` on ``engine``, with a line as each one ends; returns the names of
+    those that failed.
+
+    A parallel engine gets only the children that train; kept and refused ones are settled here
+    first. When a signal stops a parallel sweep, its tasks are cancelled and the children they
+    leave are ended as the signal says, and named in the RunStopped raised.
+    """
+    from fmtrain.tracking import queries, runs
+
+    failures: list[str] = []
+
+    def show(job: children.ChildJob, result: children.ChildResult) -> None:
+        label = f"[{job.index + 1}/{len(jobs)}] {job.run_name}"
+        if result.kept:
+            echo(f"{label} ... kept (run {result.run_id} FINISHED)")
+        elif result.error is not None:
+            failures.append(job.run_name)
+            echo(f"{label} ... FAILED: {result.error}")
+        else:
+            echo(f"{label} ... val_loss {result.final_val_loss:.3f}, {result.seconds:.0f} s")
+
+    sent = [job for job in jobs if job.trains] if engine.parallel else jobs
+    for job in jobs:
+        if job not in sent:
+            show(job, children.run_child(job, splits))
+    parent_id = jobs[0].parent_run_id if jobs else None
+    known = set(queries.child_run_ids(parent_id)) if engine.parallel and sent else set()
+    try:
+        with contextlib.closing(engine.run(children.run_child, sent, splits,
+                                           [job.run_name for job in sent])) as done:
+            for outcome in done:
+                job = sent[outcome.index]
+                show(job, outcome.value if outcome.error is None
+                     else children.record_lost(job, outcome.error, known))
+    except Stopped as stop:
+        ended = runs.end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
+        if not ended:
+            raise
+        raise RunStopped(f"{', '.join(ended)} {signal_description(stop.signum)}", None,
+                         stop.signum) from None
+    return failures
 
 
 def _resumable(parent_id: str, requested, overrides, echo):
@@ -158,13 +202,14 @@ def _resumable(parent_id: str, requested, overrides, echo):
     if parent.status == "RUNNING" and not find_stale([parent], DEFAULT_STALE_AFTER):
         raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
                          "it before resuming, or wait until it is stale")
-    children = queries.child_states(parent_id)
-    for stale in find_stale(children, 0):
+    states = queries.child_states(parent_id)
+    for stale in find_stale(states, 0):
         runs.end_stale(stale.run_id, stale.age)
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
     kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
-            for child in children if child.status == "FINISHED"}
-    settings = {key: value for key, value in parent.params.items() if key not in ("configs", "seeds")}
+            for child in states if child.status == "FINISHED"}
+    settings = {key: value for key, value in parent.params.items()
+                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
     seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
     return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
@@ -180,8 +225,8 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
-    if len(run_ids) == 1 and (children := queries.child_states(run_ids[0])):
-        latest = {(c.config, c.params.get("seed")): c for c in children}  # oldest first: last wins
+    if len(run_ids) == 1 and (states := queries.child_states(run_ids[0])):
+        latest = {(c.config, c.params.get("seed")): c for c in states}  # oldest first: last wins
         parent_tags = queries.run_state(run_ids[0]).tags
         rank = {name: i for i, name in enumerate(parent_tags.get(tags.SWEEP_TAG, "").split(","))}
         seed_rank = {seed: i for i, seed in enumerate(parent_tags.get(tags.SEEDS_TAG, "").split(","))}
@@ -203,7 +248,8 @@ def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
     parent = queries.run_state(parent_run_id)
     ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
         else [row.config for row in rows]
-    settings = {key: value for key, value in parent.params.items() if key not in ("configs", "seeds")}
+    settings = {key: value for key, value in parent.params.items()
+                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
     seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
     markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
     tracked.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,

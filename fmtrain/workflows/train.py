@@ -38,10 +38,12 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 
 
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
-              verbose: int = 0, nested: bool = False, tags: dict | None = None,
+              verbose: int = 0, parent_run_id: str | None = None, tags: dict | None = None,
               run_name: str | None = None) -> TrainOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
+    With ``parent_run_id`` the run is a sweep's child, nested under that run, whether the parent
+    is open in this process or in a sweep's driver (this process being a Ray worker).
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
     keras = backend.use(config.backend)
@@ -52,8 +54,8 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
-    with runs.tracked_run(run_name or name, run_params(name, config, splits), nested=nested,
-                          tags={CONFIG_TAG: name, **(tags or {})},
+    with runs.tracked_run(run_name or name, run_params(name, config, splits),
+                          parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
                           description=descriptions.run_description(name, settings)) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,

@@ -1,0 +1,262 @@
+"""Where a sweep's runs execute: one after another in this process, or as Ray tasks.
+
+An engine is handed a function and the jobs to call it with, and yields each job's outcome as
+the job completes. It knows nothing of MLflow: the workflow passes the function (the one that
+makes a training run) and the environment its workers need.
+
+``--workers 1`` calls the function in this process, job after job, as a sequential sweep always
+has. More workers run the jobs as Ray tasks, at most that many at once, each in a worker process
+of its own: on a local Ray instance started for the sweep, or on the Ray cluster at
+``--ray-address`` (or ``$RAY_ADDRESS``). Ray is an optional extra: ``pip install 'fmtrain[ray]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fmtrain import stopping
+from fmtrain.errors import Stopped, WorkerDied, one_line
+
+# Measured on this project's 2-core machine (README, Benchmark): two workers of one thread each
+# train the chapter's sweep sooner than one process of two threads, with the same losses.
+DEFAULT_WORKERS = 2
+# How long cancelled tasks have to end their runs themselves before their workers are killed.
+CANCEL_GRACE_SECONDS = 60.0
+
+
+@dataclass
+class Outcome:
+    """A job that completed: its position among the jobs and what the function returned, or the
+    error that ended it (the function's own, or WorkerDied when its worker process died)."""
+
+    index: int
+    value: object = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the jobs run: how many at once, on which Ray cluster (None: this machine), and how
+    many threads each worker's framework may use."""
+
+    workers: int
+    address: str | None
+    threads: int
+
+    @property
+    def in_process(self) -> bool:
+        return self.workers == 1 and self.address is None
+
+    def describe(self) -> str:
+        if self.in_process:
+            return "one after another in this process"
+        where = f"on the Ray cluster at {self.address}" if self.address else "on a local Ray instance"
+        return (f"up to {self.workers} at once {where}, each in its own worker process with "
+                f"{self.threads} thread{'s' if self.threads > 1 else ''}")
+
+
+def ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def default_workers() -> int:
+    """DEFAULT_WORKERS where Ray is installed, else 1 (one after another in this process)."""
+    return DEFAULT_WORKERS if ray_installed() else 1
+
+
+def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
+    """Decide where ``jobs`` jobs run.
+
+    Args:
+        workers: how many at once (``--workers``), or None for ``default_workers()``.
+        ray_address: a Ray cluster (``--ray-address``), or None: ``$RAY_ADDRESS`` when more
+            than one worker is wanted, else this machine.
+        jobs: how many jobs there are; more workers than jobs would idle.
+
+    Raises ValueError for a combination that cannot work, before anything starts.
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1 and ray_address:
+        raise ValueError("--ray_address runs the children on a Ray cluster, which needs --workers 2 "
+                         "or more (--workers 1 trains them one after another in this process)")
+    wanted = default_workers() if workers is None else workers
+    address = ray_address or (os.environ.get("RAY_ADDRESS") if wanted > 1 else None) or None
+    address = None if address == "local" else address  # Ray's own word for "start one here"
+    count = max(1, min(wanted, jobs))
+    if (count > 1 or address) and not ray_installed():
+        raise ValueError(f"--workers {wanted} trains the children in Ray workers, and Ray is not "
+                         "installed; install it with `pip install 'fmtrain[ray]'`, or use --workers 1")
+    # A task on a cluster asks for one CPU and uses one thread; on this machine the cores are
+    # shared out, so that N workers never run more threads than there are cores.
+    threads = 1 if address else max(1, cores() // count)
+    return Placement(count, address, threads)
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """Variables that hold TensorFlow, oneDNN/OpenMP and XLA (JAX) to ``threads`` threads; a
+    worker's framework reads them when it is imported, which happens inside the worker."""
+    env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
+           "OMP_NUM_THREADS": str(threads)}
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    return env
+
+
+@contextlib.contextmanager
+def start(placement: Placement, env: dict[str, str] | None = None):
+    """The engine for ``placement``, open for the block; ``env`` is what each worker needs."""
+    if placement.in_process:
+        yield InProcess()
+        return
+    engine = RayEngine(placement, env or {})
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+class InProcess:
+    """Each job in this process, in order: a sequential sweep."""
+
+    parallel = False
+
+    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
+        for index, job in enumerate(jobs):
+            yield Outcome(index, function(job, shared))
+
+
+class RayEngine:
+    """Each job as a Ray task in a worker process of its own, at most ``workers`` at once."""
+
+    parallel = True
+
+    def __init__(self, placement: Placement, env: dict[str, str]):
+        # Read by Ray when it is imported: each worker's own lines (Keras's epochs), without
+        # colour codes, not "[repeated 2x across cluster]"; no usage report leaving the machine.
+        for name in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX", "RAY_USAGE_STATS_ENABLED"):
+            os.environ.setdefault(name, "0")
+        if placement.address is None:
+            # A local instance takes Ray's default, token authentication, without its notice.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        try:
+            import ray
+        except ImportError as error:
+            raise ValueError(f"Ray cannot be imported ({error}); install it with "
+                             "`pip install 'fmtrain[ray]'`, or use --workers 1") from None
+        self.ray, self.placement = ray, placement
+        self.env = {**env, **thread_environment(placement.threads)}
+        with _signal_handlers_kept():
+            try:
+                if placement.address is None:
+                    ray.init(address="local", num_cpus=placement.workers * placement.threads,
+                             include_dashboard=False, logging_level=logging.WARNING)
+                else:
+                    ray.init(address=placement.address, logging_level=logging.WARNING)
+            except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
+                where = f"the Ray cluster at {placement.address}" if placement.address else "a local Ray instance"
+                raise ValueError(f"{where} cannot be used: {one_line(error)}") from None
+
+    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
+        """Submit the jobs, at most ``workers`` at a time, and yield each outcome as it completes.
+
+        A signal (SIGINT, SIGTERM, SIGHUP) is raised as Stopped once Ray's wait returns: raised
+        from a handler inside Ray's native wait, it would break Ray. When the consumer stops (a
+        signal, an error, or closing the generator), the tasks still running or waiting are
+        cancelled before this returns.
+        """
+        ray = self.ray
+        task = ray.remote(_in_worker)
+        options = dict(num_cpus=self.placement.threads, max_retries=0,
+                       runtime_env={"env_vars": self.env})
+        shared_ref = ray.put(shared)
+        waiting = list(enumerate(jobs))
+        running: dict = {}
+        received: list[int] = []
+        with stopping.recorded(received):
+            try:
+                while waiting or running:
+                    while waiting and len(running) < self.placement.workers:
+                        index, job = waiting.pop(0)
+                        name = names[index] if names else f"job-{index}"
+                        running[task.options(name=name, **options).remote(function, job, shared_ref)] = index
+                    done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                    if received:
+                        raise Stopped(received[0])
+                    for ref in done:
+                        yield self._outcome(running.pop(ref), ref)
+                if received:  # during the consumer's work on the last outcome
+                    raise Stopped(received[0])
+            finally:
+                if running:
+                    self._cancel(list(running), received)
+
+    def _outcome(self, index: int, ref) -> Outcome:
+        exceptions = self.ray.exceptions
+        try:
+            return Outcome(index, self.ray.get(ref))
+        except exceptions.RayTaskError as error:  # the function raised: its own error
+            cause = getattr(error, "cause", None)
+            return Outcome(index, error=cause if isinstance(cause, BaseException) else WorkerDied(one_line(error)))
+        except exceptions.RayError as error:  # the worker died: killed, out of memory
+            return Outcome(index, error=WorkerDied(f"its Ray worker process died: {one_line(error)}"))
+
+    def _cancel(self, refs: list, received: list[int]) -> None:
+        """Cancel the tasks of ``refs``. Each running task gets what a Ctrl-C is to its worker:
+        training stops at the end of the current step and the run ends as a signal ends it. Tasks
+        still running after CANCEL_GRACE_SECONDS, or when another signal comes, have their
+        workers killed; the caller ends their runs."""
+        ray, signals = self.ray, len(received)
+        for ref in refs:
+            ray.cancel(ref)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        left = refs
+        while left and time.monotonic() < deadline and len(received) == signals:
+            _, left = ray.wait(left, num_returns=len(left), timeout=1.0)
+        for ref in left:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        if left:
+            ray.wait(left, num_returns=len(left), timeout=30)
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def _in_worker(function: Callable, job, shared):
+    """A Ray task: the workflow's function, with signals handled as by the command line, so that a
+    cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run."""
+    with stopping.signals_handled():
+        return function(job, shared)
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept():
+    """Undo ``ray.init``'s SIGTERM handler (exit at once): this process's own handling, which
+    ends its runs KILLED, must stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in stopping.SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)

@@ -1,0 +1,93 @@
+"""A sweep's children: the job an engine hands to a worker, the function the worker calls
+(``train_run`` under the parent, as ``fmtrain train`` trains a run) and what the sweep's driver
+records when a worker dies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from fmtrain import data
+from fmtrain.configs import TrainConfig
+from fmtrain.errors import RunEnded, RunFailed, WorkerDied
+from fmtrain.workflows.train import train_run
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    """One (configuration, seed) of a sweep as an engine hands it to ``run_child``; small and
+    picklable, since a Ray worker receives it."""
+
+    index: int
+    name: str  # the configuration's
+    seed: int
+    run_name: str
+    parent_run_id: str
+    config: TrainConfig | ValueError  # ValueError: the configuration cannot take the settings
+    kept_run_id: str | None = None  # a FINISHED child of an earlier attempt (--resume)
+    verbose: int = 0
+
+    @property
+    def trains(self) -> bool:
+        return self.kept_run_id is None and isinstance(self.config, TrainConfig)
+
+
+@dataclass
+class ChildResult:
+    """What became of a child: its run, and its val loss, or the error that failed it."""
+
+    run_id: str | None
+    final_val_loss: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    kept: bool = False
+
+
+def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
+    """One child of a sweep: kept from an earlier attempt, FAILED for a configuration that cannot
+    take the settings, or trained by ``train_run`` under the parent, in this process or in a Ray
+    worker. A failure is returned, so that the sweep goes on; a signal's stop is raised."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import runs
+
+    if job.kept_run_id:
+        return ChildResult(job.kept_run_id, kept=True)
+    seed_tag = {tags.SEED_TAG: str(job.seed)}
+    if isinstance(job.config, ValueError):
+        run_id = runs.failed_child(job.run_name, job.config, tags={tags.CONFIG_TAG: job.name, **seed_tag})
+        return ChildResult(run_id, error=str(job.config))
+    start = time.perf_counter()
+    try:
+        outcome = train_run(dataclasses.replace(job.config, seed=job.seed), job.name, splits,
+                            parent_run_id=job.parent_run_id, verbose=job.verbose,
+                            run_name=job.run_name, tags=seed_tag)
+    except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
+        return ChildResult(getattr(error, "run_id", None), error=str(error),
+                           seconds=time.perf_counter() - start)
+    return ChildResult(outcome.run_id, outcome.result.metrics["final_val_loss"],
+                       time.perf_counter() - start)
+
+
+def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildResult:
+    """A child whose task ended without a result: its worker died (killed, out of memory) or it
+    raised. Its run, if still RUNNING, ends KILLED (FAILED for an error) with the reason; a child
+    that never got a run gets a FAILED one, so that the table shows it."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries, runs
+
+    mine = [child for child in queries.child_states(job.parent_run_id)
+            if child.run_id not in known and child.config == job.name
+            and child.tags.get(tags.SEED_TAG) == str(job.seed)]
+    reason = runs.describe_error(error)
+    if not mine:
+        run_id = runs.failed_child(job.run_name, error, tags={tags.CONFIG_TAG: job.name,
+                                                              tags.SEED_TAG: str(job.seed)})
+    else:
+        run_id = mine[-1].run_id
+        if mine[-1].status == "RUNNING":
+            runs.end_for(run_id, "KILLED" if isinstance(error, WorkerDied) else "FAILED", reason)
+    how = "killed" if isinstance(error, WorkerDied) else "failed"
+    text = str(error) if isinstance(error, RunEnded) else f"run {run_id} ({job.run_name}) {how}: {reason}"
+    return ChildResult(run_id, error=text)

@@ -1,0 +1,126 @@
+"""Parallel sweeps on a local Ray instance, into a sqlite store the workers share: the same runs as
+a sequential sweep, a worker that dies, a signal to the driver. Real processes and signals."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from mlflow.tracking import MlflowClient
+
+from conftest import Process, all_runs, processes_mentioning
+
+
+def env_for(store, ray_tmp, **extra):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp, **extra)
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def parent_and_children(experiment="fashion-mnist"):
+    runs = all_runs(experiment)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, children
+
+
+def pid_of(run) -> int:
+    return int(run.data.tags["fmtrain.process"].rpartition(":")[2])
+
+
+def curves(run) -> dict:
+    client = MlflowClient()
+    return {key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+            for key in ("loss", "val_loss")}
+
+
+def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, ray_tmp):
+    common = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--seeds", "2", "--limit", "500",
+              "--epochs", "2", "--quiet", "--data_dir", str(real_data_dir)]
+    results = {}
+    for workers in ("1", "2"):
+        done = subprocess.run(common + ["--workers", workers, "--experiment", f"workers-{workers}"],
+                              capture_output=True, text=True, env=env_for(store, ray_tmp), cwd=tmp_path,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        parent, children = parent_and_children(f"workers-{workers}")
+        assert parent.info.status == "FINISHED" and parent.data.params["workers"] == workers
+        assert sorted(c.info.run_name for c in children) == ["adam/seed-42", "adam/seed-43",
+                                                              "rmsprop-val/seed-42", "rmsprop-val/seed-43"]
+        assert {c.info.status for c in children} == {"FINISHED"}
+        assert {c.info.experiment_id for c in children} == {parent.info.experiment_id}
+        results[workers] = {c.info.run_name: (curves(c), c.data.metrics["final_val_loss"], c.data.params)
+                            for c in children}
+        pids = {pid_of(c) for c in children}
+        if workers == "1":  # today's sweep: every child in the command's own process
+            assert pids == {pid_of(parent)} and "training 4 runs" not in done.stdout
+        else:  # each child in a Ray worker process, two of them, none the driver
+            assert len(pids) == 2 and pid_of(parent) not in pids
+            assert ("training 4 runs up to 2 at once on a local Ray instance, each in its own worker "
+                    "process with 1 thread") in done.stdout
+            assert "chapter report logged on run" in done.stdout
+    # Seeded results do not depend on the number of workers: every loss, epoch by epoch, bit for bit.
+    assert results["1"] == results["2"]
+    assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the sweep
+
+
+def test_a_killed_worker_leaves_its_child_killed_and_the_sweep_goes_on(store, tmp_path, real_data_dir, ray_tmp):
+    argv = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "30",
+            "--patience", "none", "--workers", "2", "--data_dir", str(real_data_dir)]
+    job = Process(argv, env=env_for(store, ray_tmp), cwd=tmp_path)
+    # Ray prefixes each worker's lines with its task and process: "(adam pid=1234) Epoch 2/30".
+    worker = int(re.search(r"\(adam pid=(\d+)\) ", job.expect("(adam pid=")).group(1))
+    job.expect(f"(adam pid={worker}) Epoch 2/30")
+    os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
+    assert job.wait() == 1, "\n".join(job.err[-20:])
+    assert job.last_error_line == "fmtrain: error: 1 configuration(s) failed: adam"
+    parent, children = parent_and_children()
+    by_name = {c.info.run_name: c for c in children}
+    assert parent.info.status == "FINISHED" and by_name["rmsprop-val"].info.status == "FINISHED"
+    killed = by_name["adam"]
+    assert killed.info.status == "KILLED" and pid_of(killed) == worker
+    assert killed.data.tags["fmtrain.error"].startswith("WorkerDied: its Ray worker process died")
+    assert any(line.startswith(f"[2/2] adam ... FAILED: run {killed.info.run_id} (adam) killed: WorkerDied")
+               for line in job.lines)
+    assert parent.data.tags["fmtrain.best_config"] == "rmsprop-val"
+
+    # --resume keeps the FINISHED child and trains the killed one again, in the same parent.
+    resumed = subprocess.run(["fmtrain", "sweep", "--resume", parent.info.run_id, "--workers", "2", "--quiet",
+                              "--data_dir", str(real_data_dir)], capture_output=True, text=True,
+                             env=env_for(store, ray_tmp), cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"[1/2] rmsprop-val ... kept (run {by_name['rmsprop-val'].info.run_id} FINISHED)" in resumed.stdout
+    assert "[2/2] adam ... val_loss" in resumed.stdout
+    parent, children = parent_and_children()
+    assert sorted((c.info.run_name, c.info.status) for c in children) == [
+        ("adam", "FINISHED"), ("adam", "KILLED"), ("rmsprop-val", "FINISHED")]
+
+
+def test_sigterm_to_a_parallel_sweep_ends_parent_and_children_killed(store, tmp_path, real_data_dir, ray_tmp):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    job = Process(["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "100",
+                   "--patience", "none", "--workers", "2", "--data_dir", str(real_data_dir)],
+                  env=env_for(store, ray_tmp, TMPDIR=str(temp)), cwd=tmp_path)
+    training = set()
+    while training != {"rmsprop-val", "adam"}:  # both children are in fit()
+        training.add(re.search(r"\((\S+) pid=\d+\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))
+    job.signal(signal.SIGTERM)
+    assert job.wait() == 143, "\n".join(job.err[-20:])
+    parent, children = parent_and_children()
+    assert len(children) == 2
+    for run in (parent, *children):
+        assert run.info.status == "KILLED" and run.data.tags["fmtrain.error"] == "killed by SIGTERM"
+    line = job.last_error_line
+    assert line.startswith(f"fmtrain: run {parent.info.run_id} (sweep) killed by SIGTERM; run ")
+    assert line.endswith("killed by SIGTERM; no run was left RUNNING")
+    assert all(f"run {c.info.run_id} ({c.info.run_name})" in line for c in children)
+    # The workers stopped at the end of a step, ended their runs and removed their folders;
+    # then the local Ray instance went with the driver.
+    assert list(temp.glob("fmtrain-*")) == []
+    deadline = time.monotonic() + 60
+    while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)  # polling the process table for Ray's own exit, not a synchronisation delay
+    assert processes_mentioning(ray_tmp) == []
