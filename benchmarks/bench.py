@@ -14,7 +14,8 @@ targets are about as Markdown. Nothing here is asserted: timings on a shared mac
 
 With ``--sweep``, it also times the whole chapter (8 configurations) three ways: the plain code
 one configuration after another, ``fmtrain sweep --workers 1`` and ``fmtrain sweep --workers 2``;
-with ``--throughput``, 8 configurations x 3 seeds with one worker and with two.
+with ``--throughput``, 8 configurations x 3 seeds with one worker and with two
+(``--throughput-workers``).
 
     python benchmarks/bench.py [--config early-stopping] [--repeats 3] [--limit 0] [--sweep]
                                [--sweep-repeats 1] [--throughput] [--only-sweeps]
@@ -120,7 +121,7 @@ def throughput(args, env) -> None:
     runs per hour."""
     print(f"\n| 8 configurations x 3 seeds ({args.backend}) | wall time (s) | runs per hour |")
     print("|---|---|---|")
-    for workers in ("1", "2"):
+    for workers in args.throughput_workers.split(","):
         wall = timed(["fmtrain", "sweep", "--seeds", "3", "--limit", str(args.limit), "--backend",
                       args.backend, "--quiet", "--workers", workers], env)[1]
         print(f"| fmtrain sweep --seeds 3 --workers {workers} | {wall:.0f} | {24 * 3600 / wall:.0f} |",
@@ -137,6 +138,8 @@ def main() -> None:
     parser.add_argument("--sweep-repeats", type=int, default=1)
     parser.add_argument("--throughput", action="store_true",
                         help="also time 8 configurations x 3 seeds with one worker and two")
+    parser.add_argument("--throughput-workers", default="1,2",
+                        help="the --workers values the throughput is measured with")
     parser.add_argument("--backend", default="tensorflow", help="backend of the fmtrain sweeps")
     parser.add_argument("--only-sweeps", action="store_true",
                         help="skip the per-configuration comparison (with --sweep or --throughput)")

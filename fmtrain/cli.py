@@ -9,6 +9,7 @@ signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -101,6 +102,59 @@ def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resu
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
                    f"{', '.join(outcome.failures)}", err=True)
+        return errors.EXIT_FAILED
+    return 0
+
+
+@cli.command("tune")
+@click.option("--config", type=click.Choice(list(configs.CONFIGS)), default=configs.DEFAULT_CONFIG,
+              show_default=True, help="the configuration each trial starts from")
+@click.option("--space", "space_path", metavar="FILE", default=None,
+              help="the search space, a JSON or YAML file shaped as --show-space prints it "
+                   "[default: the chapter's knobs]")
+@click.option("--show-space", "show_space", is_flag=True,
+              help="print the search space (and its JSON) and exit")
+@click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True,
+              help="how many trials (runs) the search makes")
+@click.option(*option_names("max_concurrent"), "max_concurrent", type=click.IntRange(min=1),
+              default=None, metavar="N",
+              help="trials at once, each in a Ray worker of its own [default: 2]")
+@click.option(*option_names("time_budget"), "time_budget", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="stop the search after this long: running trials end FINISHED, tagged "
+                   "as stopped by the budget")
+@click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
+              help="run the trials on this Ray cluster (needs an http(s):// MLFLOW_TRACKING_URI) "
+                   "[default: $RAY_ADDRESS, else a local Ray instance]")
+@run_options
+@click.option(*option_names("register_best"), "register_best", metavar="NAME", default=None,
+              help="register the best complete trial as NAME, with --alias")
+@click.option("--alias", default=None, metavar="ALIAS",
+              help="the alias --register_best sets [default: champion]")
+@setting_options
+def tune_command(config, space_path, show_space, trials, max_concurrent, time_budget, ray_address,
+                 data_dir, experiment, quiet, register_best, alias, **settings):
+    """Search the settings (Optuna's TPE on Ray Tune, ASHA stopping poor trials): one parent run,
+    a nested run per trial. --seed seeds the sampler and every trial's training."""
+    from fmtrain import search, terminal
+
+    if show_space:
+        space = search.load_space(space_path)
+        click.echo(search.space_table(space))
+        click.echo("\n" + json.dumps(search.to_data(space), indent=2))
+        return 0
+    from fmtrain.workflows import tune
+
+    outcome = tune.run_search(overrides_from(settings), config_name=config, space_path=space_path,
+                              trials_wanted=trials, max_concurrent=max_concurrent,
+                              time_budget=time_budget, ray_address=ray_address, data_dir=data_dir,
+                              experiment=experiment, register_best=register_best, alias=alias,
+                              verbose=0 if quiet else 2, echo=click.echo)
+    click.echo(terminal.search_report(outcome, register_best, alias))
+    failed = [row for row in outcome.rows if row.status != "FINISHED"]
+    if failed:
+        click.echo(f"fmtrain: error: {len(failed)} trial(s) failed: "
+                   f"{', '.join(f'trial-{row.number:02d}' for row in failed)}", err=True)
         return errors.EXIT_FAILED
     return 0
 

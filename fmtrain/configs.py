@@ -31,6 +31,7 @@ class TrainConfig:
     epochs: int = _knob(20, "maximum number of epochs")
     optimizer: str = _knob("adam", "optimizer name: " + ", ".join(OPTIMIZERS))
     learning_rate: float | None = _knob(None, "learning rate; none = the optimizer's Keras default")
+    units: int = _knob(100, "width of the hidden Dense(relu) layer (the chapter's is 100)")
     dropout_rate: float = _knob(0.3, "rate of the Dropout layer after the hidden layer; 0 = no Dropout")
     patience: int | None = _knob(2, "EarlyStopping patience (restore_best_weights=True); none = no early stopping")
     validation: bool = _knob(True, "pass the validation split to fit() (val_loss per epoch)")
@@ -50,6 +51,7 @@ class TrainConfig:
                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         _check(self.learning_rate is None or (math.isfinite(self.learning_rate) and self.learning_rate > 0),
                f"learning_rate must be a positive finite number, got {self.learning_rate}")
+        _check(self.units >= 1, f"units must be at least 1, got {self.units}")
         _check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         _check(self.patience is None or self.patience >= 0,
                f"patience must be 0 or more (or none), got {self.patience}")
@@ -163,6 +165,14 @@ def changed_fields(name: str) -> dict:
 def knobs() -> list[dataclasses.Field]:
     """The fields of TrainConfig, for building CLI options from one source."""
     return list(dataclasses.fields(TrainConfig))
+
+
+def knob(name: str) -> dataclasses.Field:
+    """The field of TrainConfig named ``name``; ValueError naming the settings when there is none."""
+    for field_ in knobs():
+        if field_.name == name:
+            return field_
+    raise ValueError(f"unknown setting {name!r}; valid settings: {', '.join(k.name for k in knobs())}")
 
 
 def parse_seeds(text: str | None, base: int = DEFAULT.seed) -> list[int]:

@@ -50,10 +50,11 @@ class Placement:
     workers: int
     address: str | None
     threads: int
+    on_ray: bool = False  # Ray even for one worker (a search's trials run on Ray Tune)
 
     @property
     def in_process(self) -> bool:
-        return self.workers == 1 and self.address is None
+        return self.workers == 1 and self.address is None and not self.on_ray
 
     def describe(self) -> str:
         if self.in_process:
@@ -101,6 +102,19 @@ def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
     return Placement(count, address, threads)
 
 
+def plan_on_ray(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
+    """As ``plan``, for jobs that always run on Ray (a search's trials), one at a time included."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"max_concurrent must be at least 1, got {workers}")
+    if not ray_installed():
+        raise ValueError("this runs on Ray, which is not installed; install it with "
+                         "`pip install 'fmtrain[ray]'`")
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    address = None if address == "local" else address
+    count = max(1, min(workers or default_workers(), jobs))
+    return Placement(count, address, 1 if address else max(1, cores() // count), on_ray=True)
+
+
 def cores() -> int:
     """The cores this process may run on (its CPU affinity where the system tells it)."""
     if hasattr(os, "sched_getaffinity"):
@@ -132,6 +146,51 @@ def start(placement: Placement, env: dict[str, str] | None = None):
         engine.close()
 
 
+def ray_environment(local: bool = True) -> None:
+    """Variables Ray reads when it is imported, so set before: each worker's own lines (Keras's
+    epochs), without colour codes, not "[repeated 2x across cluster]"; no usage report leaving
+    the machine; and for a local instance, Ray's default token authentication without its
+    notice (a Ray imported before the variable is set would not send the token)."""
+    for name in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX", "RAY_USAGE_STATS_ENABLED"):
+        os.environ.setdefault(name, "0")
+    if local:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def connect(placement: Placement, env: dict[str, str] | None = None):
+    """Start a local Ray instance for ``placement`` (or join its cluster) and return ``ray``;
+    ``env``, when given, is every worker's environment. ValueError in one line when Ray cannot
+    be imported or started."""
+    ray_environment(local=placement.address is None)
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError(f"Ray cannot be imported ({error}); install it with "
+                         "`pip install 'fmtrain[ray]'`") from None
+    runtime = {"runtime_env": {"env_vars": env}} if env else {}
+    with _signal_handlers_kept():
+        try:
+            if placement.address is None:
+                ray.init(address="local", num_cpus=placement.workers * placement.threads,
+                         include_dashboard=False, logging_level=logging.WARNING, **runtime)
+            else:
+                ray.init(address=placement.address, logging_level=logging.WARNING, **runtime)
+        except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
+            where = f"the Ray cluster at {placement.address}" if placement.address else "a local Ray instance"
+            raise ValueError(f"{where} cannot be used: {one_line(error)}") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(placement: Placement, env: dict[str, str]):
+    """Ray, started (or joined) for the block with ``env`` in every worker, and shut down after."""
+    ray = connect(placement, env)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
 class InProcess:
     """Each job in this process, in order: a sequential sweep."""
 
@@ -148,30 +207,8 @@ class RayEngine:
     parallel = True
 
     def __init__(self, placement: Placement, env: dict[str, str]):
-        # Read by Ray when it is imported: each worker's own lines (Keras's epochs), without
-        # colour codes, not "[repeated 2x across cluster]"; no usage report leaving the machine.
-        for name in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX", "RAY_USAGE_STATS_ENABLED"):
-            os.environ.setdefault(name, "0")
-        if placement.address is None:
-            # A local instance takes Ray's default, token authentication, without its notice.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        try:
-            import ray
-        except ImportError as error:
-            raise ValueError(f"Ray cannot be imported ({error}); install it with "
-                             "`pip install 'fmtrain[ray]'`, or use --workers 1") from None
-        self.ray, self.placement = ray, placement
+        self.ray, self.placement = connect(placement), placement
         self.env = {**env, **thread_environment(placement.threads)}
-        with _signal_handlers_kept():
-            try:
-                if placement.address is None:
-                    ray.init(address="local", num_cpus=placement.workers * placement.threads,
-                             include_dashboard=False, logging_level=logging.WARNING)
-                else:
-                    ray.init(address=placement.address, logging_level=logging.WARNING)
-            except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
-                where = f"the Ray cluster at {placement.address}" if placement.address else "a local Ray instance"
-                raise ValueError(f"{where} cannot be used: {one_line(error)}") from None
 
     def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
         """Submit the jobs, at most ``workers`` at a time, and yield each outcome as it completes.

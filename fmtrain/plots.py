@@ -154,3 +154,49 @@ def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
         axes.set_title(f"{metric}: mean and 95% interval")
         axes.grid(alpha=0.3, axis="x")
     return figure
+
+
+def history_figure(trials: Sequence[tuple[int, float | None, str]]) -> Figure:
+    """A search's optimisation history: each trial's val_loss by trial number (complete trials
+    as dots, pruned ones as crosses at the val_loss they were stopped with) and the best complete
+    val_loss so far as a step line. ``trials`` holds (number, val_loss, "complete"|"pruned")."""
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    shown = sorted((n, v, kind) for n, v, kind in trials if v is not None and np.isfinite(v))
+    for kind, marker, label in (("complete", "o", "complete trial"), ("pruned", "x", "pruned trial")):
+        points = [(n, v) for n, v, k in shown if k == kind]
+        if points:
+            axes.scatter(*zip(*points, strict=True), marker=marker, label=label, zorder=3)
+    best, steps = float("inf"), []
+    for number, value, kind in shown:
+        if kind == "complete" and value < best:
+            best = value
+        if np.isfinite(best):
+            steps.append((number, best))
+    if steps:
+        axes.step(*zip(*steps, strict=True), where="post", color="black", label="best so far")
+    axes.set_title("optimisation history: final val_loss of each trial")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("val_loss")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    if shown:
+        axes.legend(fontsize="small")
+    return figure
+
+
+def importance_figure(importances: Mapping[str, float]) -> Figure:
+    """How much of the variation in val_loss each setting explains (Optuna's fANOVA), as bars."""
+    figure = Figure(figsize=(7, 0.6 * max(len(importances), 2) + 1.2), layout="constrained")
+    axes = figure.add_subplot()
+    if importances:
+        names = sorted(importances, key=importances.get)
+        axes.barh(names, [importances[name] for name in names])
+        axes.set_xlim(0, 1)
+    else:
+        axes.text(0.5, 0.5, "too few finished trials to tell", ha="center", va="center")
+        axes.set_axis_off()
+    axes.set_title("parameter importance for val_loss (fANOVA)")
+    axes.set_xlabel("share of the variance explained")
+    axes.grid(alpha=0.3, axis="x")
+    return figure

@@ -64,6 +64,26 @@ def sweep_report(outcome, register_best: str | None) -> str:
     return "\n".join(lines)
 
 
+def search_report(outcome, register_best: str | None, alias: str | None) -> str:
+    """The trials of a finished search (a workflows.tune.SearchOutcome) and its best one."""
+    from fmtrain import trials
+
+    lines = [f"\nsearch {outcome.parent_run_id}: {len(outcome.rows)} trials in {outcome.seconds:.0f} s\n",
+             trials.to_markdown(outcome.rows, outcome.names, outcome.best)]
+    if outcome.best:
+        best = outcome.best
+        settings = trials.settings_text(best.settings)
+        lines.append(f"best: trial {best.number} ({settings}; run {best.run_id}, "
+                     f"val_loss {best.final_val_loss:.4f}, val_accuracy {best.final_val_accuracy:.4f})")
+    else:
+        lines.append("best: none (no trial ran to its end)")
+    if outcome.registered_version:
+        lines.append(f"registered as {register_best} version {outcome.registered_version}, "
+                     f"alias {alias or 'champion'}")
+    lines += ui_lines(outcome.link)
+    return "\n".join(lines)
+
+
 def ui_lines(link) -> list[str]:
     """Where to see the runs (a fmtrain.tracking.ui.UiLink, or None): the command that serves
     a local store, then the address to open."""

@@ -189,14 +189,20 @@ def ray_tmp():
     under about 100 characters): RAY_TMPDIR for them. Whatever Ray process of this folder is
     still alive at the end is killed; the folder is removed."""
     import shutil
-    import signal
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     yield folder
-    for pid in processes_mentioning(folder):
+    kill_processes_mentioning(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def kill_processes_mentioning(text: str) -> None:
+    """SIGKILL every process whose command line mentions ``text`` (a test's own folder)."""
+    import signal
+
+    for pid in processes_mentioning(text):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    shutil.rmtree(folder, ignore_errors=True)

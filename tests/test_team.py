@@ -1,7 +1,7 @@
 """README's "Team setup", followed word for word on loopback: PostgreSQL from Debian's package, an
 `mlflow server` on it with proxied artifacts and basic auth, a Ray head and a second Ray node; then
-a parallel sweep on the cluster, a registered champion evaluated by alias, four trainings at once
-and wrong credentials. Every server lives in a temporary folder and is stopped at the end.
+a parallel sweep on the cluster, a registered champion evaluated by alias, a search on the
+cluster, four trainings at once and wrong credentials. Every server lives in a temporary folder and is stopped at the end.
 """
 
 import os
@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, free_port, processes_mentioning, wait_for_http
+from conftest import PROJECT, Process, free_port, kill_processes_mentioning, wait_for_http
 
 # README's commands, each run as written by `bash -c` with README's variables set; a test checks
 # that README still holds every one of them.
@@ -49,8 +49,9 @@ SWEEP = ('fmtrain sweep --configs rmsprop-val,adam --seeds 2 --workers 2 --ray-a
          '--register_best fashion-mnist')
 EVALUATE = "fmtrain evaluate --model_uri models:/fashion-mnist@champion"
 TRAIN = "fmtrain train --config adam"
+TUNE = 'fmtrain tune --trials 4 --max-concurrent 2 --ray-address "$RAY_HEAD:$RAY_PORT"'
 README_LINES = [*POSTGRES_INIT, POSTGRES, CREATEDB, *AUTH_INI.splitlines(), MLFLOW_SERVER, CREATE_USER,
-                RAY_HEAD, RAY_NODE, USER_ENV, SWEEP, EVALUATE, TRAIN]
+                RAY_HEAD, RAY_NODE, USER_ENV, SWEEP, EVALUATE, TRAIN, TUNE]
 
 
 def test_readme_holds_the_commands_these_tests_run():
@@ -126,11 +127,7 @@ def team():
     finally:
         for process, signum in reversed(servers):
             stop(process, signum)
-        for pid in processes_mentioning(ray_tmp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_processes_mentioning(ray_tmp)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -176,6 +173,25 @@ def test_a_parallel_sweep_on_the_cluster_lands_on_the_team_server(team, alice, t
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "evaluated models:/fashion-mnist@champion (fashion-mnist version 1) on 10000 test images" in \
         evaluated.stdout
+
+
+def test_a_search_on_the_cluster_lands_on_the_team_server(team, alice, tmp_path, real_data_dir):
+    line = f"{USER_ENV} && {small(TUNE, real_data_dir)} --experiment search"
+    done = shell(line, team, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"up to 2 at once on the Ray cluster at 127.0.0.1:{team['RAY_PORT']}" in done.stdout
+    runs = alice.search_runs([alice.get_experiment_by_name("search").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["fmtrain.tune.trial"] for r in trials) == ["0", "1", "2", "3"]
+    for run in (parent, *trials):
+        assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert parent.data.params["ray_address"] == f"127.0.0.1:{team['RAY_PORT']}"
+    assert {"trials.md", "optimisation-history.png"} <= {a.path for a in alice.list_artifacts(parent.info.run_id)}
+    for run in trials:  # each a complete run, as `fmtrain train` makes it
+        assert run.data.tags["fmtrain.tune.search"] == parent.info.run_id
+        assert {"model-whole.keras", "history.csv"} <= {a.path for a in alice.list_artifacts(run.info.run_id)}
+    assert sorted(os.listdir(tmp_path)) == []  # nothing in the working directory
 
 
 def test_four_trainings_at_once_all_finish_complete(team, alice, tmp_path, real_data_dir):

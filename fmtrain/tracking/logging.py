@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from fmtrain import configs
@@ -167,6 +167,22 @@ def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, desc
         client.log_batch(run_id, metrics=[
             Metric("best_final_val_loss", best.final_val_loss, now, 0),
             Metric("best_final_val_accuracy", best.final_val_accuracy, now, 0)])
+
+
+def log_search(run_id: str, *, texts: dict[str, str], figures: dict, metrics: dict[str, float],
+               params: dict[str, str], tags: dict[str, str], description: str) -> None:
+    """Log a search's results on its parent run ``run_id``: tables and the space (``texts``, by
+    file name), figures, the best trial's params (new keys) and metrics, tags and description."""
+    client = MlflowClient()
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+                     params=[Param(key, value) for key, value in params.items()],
+                     tags=[RunTag(key, value) for key, value in tags.items()])
+    describe_run(run_id, description)
 
 
 def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict,

@@ -20,6 +20,14 @@ EVALUATED_TAG = "fmtrain.evaluated_model_uri"
 # MLflow's own tag for nested runs.
 PARENT_TAG = "mlflow.parentRunId"
 
+# Tags of a search's runs: the parent's search, each trial's Optuna number, and a trial stopped
+# early by the search (pruned at an epoch, or out of the search's time budget).
+SEARCH_TAG = "fmtrain.tune.search"
+TRIAL_TAG = "fmtrain.tune.trial"
+PRUNED_TAG = "fmtrain.tune.pruned"
+PRUNED_EPOCH_TAG = "fmtrain.tune.pruned_epoch"
+STOPPED_BY_TAG = "fmtrain.tune.stopped_by"
+
 # Artifacts of a sweep's parent run and of an evaluation run.
 SWEEP_FIGURE = "sweep-val-loss.png"
 SWEEP_CSV = "sweep-summary.csv"

@@ -24,6 +24,7 @@ class RunRecord:
     metrics: dict[str, float]
     seconds: float
     curves: dict[str, list[float]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
@@ -62,6 +63,7 @@ def fetch_records(run_ids: list[str]) -> list[RunRecord]:
             metrics=dict(run.data.metrics),
             seconds=(end - run.info.start_time) / 1000.0,
             curves=curves,
+            tags=dict(run.data.tags),
         ))
     return records
 

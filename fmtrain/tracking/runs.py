@@ -180,6 +180,11 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
+def tag_active(tags: dict[str, str]) -> None:
+    """Tag the run open in this thread (a trial's, when the search stops it early)."""
+    mlflow.set_tags(tags)
+
+
 def end_for(run_id: str, status: str, reason: str) -> None:
     """End a run that its own process cannot end (the process died, or was stopped on another
     process's behalf) as ``status``, with ``reason`` in ``fmtrain.error``."""

@@ -1,0 +1,315 @@
+"""Where a search's trials run: Ray Tune, with Optuna's TPE choosing each trial's settings and
+ASHA stopping poor trials on ``val_loss`` by epoch.
+
+Like ``engines``, this knows nothing of MLflow: the workflow hands it the function that trains
+one trial (a whole ``fmtrain train`` run) and gets back, per trial, how it ended.
+
+Why ASHA and not Optuna's pruner: with Ray Tune running the trials, Optuna's study lives in the
+driver (``OptunaSearch``), so a pruner called from a Keras callback in a worker would have no
+study to ask; ASHA is Tune's own, decides in the driver from the per-epoch results every trial
+reports, and stops trials asynchronously (no trial waits for a rung to fill).
+
+Each trial is a Tune class trainable whose ``step()`` is one epoch: the training thread (the
+whole run, as ``fmtrain train`` makes it) waits at the end of each epoch for Tune to go on.
+When Tune stops the trial (ASHA's verdict, the search's time budget, a signal), ``cleanup()``
+tells the thread why, and waits for it: the run stops at that epoch and is ended by its own
+code (FINISHED and tagged when pruned, KILLED for a signal) before the worker process goes.
+Function trainables cannot do this: Tune leaves their thread behind when it ends the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fmtrain import engines, stopping
+from fmtrain.errors import Stopped, one_line
+
+engines.ray_environment(local="RAY_ADDRESS" not in os.environ)  # before Ray is imported
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+# ASHA's rungs: a trial must show its val_loss for GRACE_EPOCHS epochs before it can be stopped,
+# and at each rung (2, 6, 18 epochs) only the best third goes on.
+GRACE_EPOCHS = 2
+REDUCTION_FACTOR = 3
+TRIAL_NUMBER_KEY = "fmtrain_trial_number"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why Tune stopped a trial before it ended by itself."""
+
+    kind: str  # "pruned" (ASHA), "budget" (the time budget), "signal"
+    epoch: int | None = None  # the last epoch trained (0-based), for "pruned"
+    signum: int | None = None  # for "signal"
+
+
+@dataclass
+class TrialEnd:
+    """How a trial ended, as the driver saw it."""
+
+    number: int
+    config: dict
+    result: dict = field(default_factory=dict)  # the last result reported
+    verdict: Verdict | None = None
+    error: str | None = None
+
+
+class Gate:
+    """Between a trial's training thread and its trainable: the thread hands over each epoch's
+    metrics and waits; ``proceed()`` lets it train the next epoch, ``stop()`` ends it."""
+
+    def __init__(self):
+        self.results: queue.Queue = queue.Queue()
+        self._go = threading.Semaphore(0)
+        self.verdict: Verdict | None = None
+
+    def epoch_end(self, epoch: int, metrics: dict) -> Verdict | None:
+        """In the training thread: report ``epoch`` and wait; None means train on."""
+        self.results.put(("epoch", epoch, metrics))
+        self._go.acquire()
+        return self.verdict
+
+    def proceed(self) -> None:
+        self._go.release()
+
+    def stop(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self._go.release()
+
+
+def gate_callback(gate: Gate, on_stopped: Callable[[Verdict], None]):
+    """A Keras callback that waits at ``gate`` after each epoch (after the epoch's metrics were
+    logged) and stops training as the verdict says: at the end of this epoch for a pruned or
+    out-of-budget trial (``on_stopped`` records why), at once for a signal."""
+    import keras
+
+    class _AtGate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {key: float(value) for key, value in (logs or {}).items()}
+            verdict = gate.epoch_end(epoch, metrics)
+            if verdict is None:
+                return
+            if verdict.kind == "signal":
+                raise Stopped(verdict.signum)
+            on_stopped(Verdict(verdict.kind, epoch))
+            self.model.stop_training = True
+
+    return _AtGate()
+
+
+@ray.remote(num_cpus=0)
+class Verdicts:
+    """The driver's record of why trials were stopped, which each trial's cleanup reads."""
+
+    def __init__(self):
+        self.pruned: dict[str, int] = {}
+        self.all: Verdict | None = None
+
+    def prune(self, trial_id: str, epoch: int) -> None:
+        self.pruned[trial_id] = epoch
+
+    def stop_all(self, verdict: Verdict) -> None:
+        self.all = self.all or verdict
+
+    def why(self, trial_id: str) -> Verdict:
+        if trial_id in self.pruned:
+            return Verdict("pruned", self.pruned[trial_id])
+        return self.all or Verdict("signal", signum=15)  # stopped for no reason given: as SIGTERM
+
+    def pruned_trials(self) -> dict[str, int]:
+        return dict(self.pruned)
+
+
+class Trial(tune.Trainable):
+    """One trial: ``function(job, settings, shared, gate)`` in a thread, one epoch per step."""
+
+    def setup(self, config, function=None, job=None, shared=None, verdicts=None):
+        self.gate, self.verdicts = Gate(), verdicts
+        self.outcome: dict | None = None
+        self.error: BaseException | None = None
+        self.stepped = False
+        settings = dict(config)
+
+        def run():
+            try:
+                self.outcome = function(job, settings, shared, self.gate)
+            except BaseException as error:  # noqa: BLE001 - handed to step(), which reports it
+                self.error = error
+            finally:
+                self.gate.results.put(("end",))
+
+        self.thread = threading.Thread(target=run, name="fmtrain-trial", daemon=True)
+        self.thread.start()
+
+    def step(self):
+        if self.stepped:
+            self.gate.proceed()
+        self.stepped = True
+        item = self.gate.results.get()
+        if item[0] == "epoch":
+            _, epoch, metrics = item
+            return {**metrics, "epoch": epoch}
+        self.thread.join()
+        if self.error is not None:
+            raise TrialFailed(one_line(self.error))
+        return {**(self.outcome or {}), "done": True}
+
+    def cleanup(self):
+        if self.thread.is_alive():
+            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id)))
+            self.thread.join()
+
+
+class TrialFailed(RuntimeError):
+    """A trial's run failed; its run is ended FAILED by its own code."""
+
+
+class _Search(OptunaSearch):
+    """Optuna's sampler as Tune's searcher, with each trial's Optuna number in its config."""
+
+    def suggest(self, trial_id):
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            config[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number
+        return config
+
+
+class _Asha(ASHAScheduler):
+    """ASHA that records each trial it stops, so that the trial's cleanup knows it was pruned."""
+
+    def __init__(self, verdicts, **options):
+        super().__init__(**options)
+        self.verdicts = verdicts
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and not result.get("done"):
+            ray.get(self.verdicts.prune.remote(trial.trial_id, int(result["epoch"])))
+        return decision
+
+
+class _StopAll(tune.Stopper):
+    """Ends the whole search on a signal (recorded by the driver) or when the budget is spent."""
+
+    def __init__(self, received: list[int], verdicts, budget: float | None):
+        self.received, self.verdicts, self.budget = received, verdicts, budget
+        self.start = time.monotonic()
+        self.reason: Verdict | None = None
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        if self.reason is None and self.received:
+            self.reason = Verdict("signal", signum=self.received[0])
+        elif self.reason is None and self.budget and time.monotonic() - self.start > self.budget:
+            self.reason = Verdict("budget")
+        if self.reason is not None:
+            ray.get(self.verdicts.stop_all.remote(self.reason))
+        return self.reason is not None
+
+
+class _Progress(tune.Callback):
+    """A line as each trial ends, and how each ended, for the driver."""
+
+    def __init__(self, verdicts, echo: Callable[[int, TrialEnd], None]):
+        self.verdicts, self.echo = verdicts, echo
+        self.ends: dict[str, TrialEnd] = {}
+
+    def _end(self, trial, error: str | None = None) -> None:
+        config = dict(trial.config)
+        number = config.pop(TRIAL_NUMBER_KEY, -1)
+        pruned = ray.get(self.verdicts.pruned_trials.remote())
+        result = dict(trial.last_result or {})
+        verdict = Verdict("pruned", pruned[trial.trial_id]) if trial.trial_id in pruned else None
+        if verdict is None and not result.get("done") and error is None:
+            verdict = ray.get(self.verdicts.why.remote(trial.trial_id))
+        end = TrialEnd(number, config, result, verdict, error)
+        self.ends[trial.trial_id] = end
+        self.echo(len(self.ends), end)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        try:
+            error = trial.get_pickled_error() or trial.get_error()
+        except Exception:  # noqa: BLE001 - the line is a courtesy; the run holds the error
+            error = None
+        self._end(trial, _last_line(str(error) if error else "the trial failed"))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    last = lines[-1] if lines else str(text)
+    return last.split("TrialFailed: ", 1)[-1]
+
+
+@contextlib.contextmanager
+def started(placement: engines.Placement, env: dict[str, str]):
+    """Ray for the block (a local instance, or the cluster), with ``env`` and the thread limits in
+    every worker; yields a temporary folder for Tune's own files, removed after."""
+    with engines.ray_session(placement, {**env, **engines.thread_environment(placement.threads)}), \
+            tempfile.TemporaryDirectory(prefix="fmtrain-tune-") as storage:
+        yield storage
+
+
+def search(function: Callable, job, shared, *, storage: str, distributions: dict, trials: int,
+           placement: engines.Placement, seed: int, max_epochs: int, time_budget: float | None,
+           echo: Callable[[int, TrialEnd], None]) -> tuple[list[TrialEnd], int | None]:
+    """Run ``trials`` trials of ``function`` (at most ``placement.workers`` at once) and return
+    how each ended, in the order they ended, and the signal that stopped the search, if any.
+
+    Call it inside ``started()``, whose folder is ``storage``. Each trial calls
+    ``function(job, settings, shared, gate)``, in a Ray worker process of its
+    own, with the settings Optuna's TPE sampler (seeded with ``seed``) suggested and the trial's
+    Optuna number under TRIAL_NUMBER_KEY.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Tune's own SIGINT handling, progress tables and result files are not wanted: the command
+    # handles signals itself and prints a line per trial, and MLflow is the record.
+    for name, value in (("TUNE_DISABLE_SIGINT_HANDLER", "1"), ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
+                        ("RAY_AIR_NEW_OUTPUT", "0"), ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")):
+        os.environ.setdefault(name, value)
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    received: list[int] = []
+    with stopping.recorded(received):
+        verdicts = Verdicts.remote()
+        searcher = ConcurrencyLimiter(
+            _Search(space=distributions, metric="val_loss", mode="min",
+                    sampler=optuna.samplers.TPESampler(seed=seed)),
+            max_concurrent=placement.workers)
+        scheduler = _Asha(verdicts, time_attr="training_iteration", metric="val_loss", mode="min",
+                          max_t=max_epochs + 1,  # the last result is the run's end, not an epoch
+                          grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR)
+        progress = _Progress(verdicts, echo)
+        trainable = tune.with_resources(
+            tune.with_parameters(Trial, function=function, job=job, shared=shared, verdicts=verdicts),
+            {"cpu": placement.threads})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
+                                        reuse_actors=False),
+            run_config=tune.RunConfig(storage_path=storage, name="search", verbose=0,
+                                      stop=_StopAll(received, verdicts, time_budget),
+                                      callbacks=[progress],
+                                      checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    return list(progress.ends.values()), (received[0] if received else None)

@@ -1,0 +1,296 @@
+"""A search: one parent run, one nested child run per trial, on Ray Tune (see tune_engine).
+
+Each trial is ``workflows.train.train_run`` with the settings the sampler chose, so a trial's run
+is exactly the run ``fmtrain train`` makes for those settings, nested under the search's parent
+and tagged with the search and its trial number. A trial that the search stops early (ASHA, the
+time budget) ends FINISHED at that epoch, tagged, with its curves so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fmtrain import backend, configs, data, engines, search, trials
+from fmtrain.errors import RunStopped, Stopped, signal_description
+from fmtrain.trials import TrialRow
+from fmtrain.workflows.train import register_finished, train_run
+
+SPACE_FILE = "space.json"
+TRIALS_CSV = "trials.csv"
+TRIALS_MD = "trials.md"
+HISTORY_FIGURE = "optimisation-history.png"
+IMPORTANCE_FIGURE = "param-importance.png"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial of one search shares; small and picklable (a Ray worker receives it)."""
+
+    base: configs.TrainConfig
+    config_name: str
+    parent_run_id: str
+    verbose: int = 0
+
+
+@dataclass
+class SearchOutcome:
+    """A finished search: its parent run, its trials, the best one and where to see them."""
+
+    parent_run_id: str
+    rows: list[TrialRow]
+    best: TrialRow | None
+    names: list[str]
+    seconds: float
+    registered_version: str | None = None
+    link: object = None  # fmtrain.tracking.ui.UiLink
+    failures: list[int] = field(default_factory=list)
+
+
+def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
+    """One trial, in a Ray worker: ``train_run`` with ``settings``, waiting at ``gate`` after each
+    epoch; returns the kept model's final scores (the search's objective is final val_loss)."""
+    from fmtrain import tune_engine
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import runs
+
+    settings = dict(settings)
+    number = int(settings.pop(tune_engine.TRIAL_NUMBER_KEY))
+    config = dataclasses.replace(job.base, **{key: _plain(value) for key, value in settings.items()})
+
+    def stopped(verdict) -> None:
+        marks = {tags.STOPPED_BY_TAG: "time budget" if verdict.kind == "budget" else "pruned"}
+        if verdict.kind == "pruned":
+            marks.update({tags.PRUNED_TAG: "true", tags.PRUNED_EPOCH_TAG: str(verdict.epoch)})
+        runs.tag_active(marks)
+
+    backend.use(config.backend)  # Keras on the trial's backend, imported quietly, before the gate's callback
+    outcome = train_run(config, job.config_name, splits, parent_run_id=job.parent_run_id,
+                        verbose=job.verbose, run_name=f"trial-{number:02d}",
+                        tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
+                        callbacks=[tune_engine.gate_callback(gate, stopped)])
+    metrics = outcome.result.metrics
+    return {"val_loss": metrics["final_val_loss"], "val_accuracy": metrics["final_val_accuracy"],
+            "run_id": outcome.run_id}
+
+
+def _plain(value):
+    """Optuna's numpy scalars as Python's, so that settings print and compare as the CLI's."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, space_path=None,
+               trials_wanted: int = 30, max_concurrent: int | None = None,
+               time_budget: float | None = None, ray_address: str | None = None, data_dir=None,
+               experiment: str | None = None, register_best: str | None = None,
+               alias: str | None = None, verbose: int = 0,
+               echo: Callable[[str], None] = print) -> SearchOutcome:
+    """``fmtrain tune``: check everything, then run the search under one parent run.
+
+    Settings given as ``overrides`` apply to every trial; the space's settings are sampled per
+    trial (a setting in both is refused). ``--seed`` seeds both the sampler and every trial's
+    training, so a search with the same seed and one trial at a time repeats itself.
+    """
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import runs, store, ui
+
+    space = search.load_space(space_path)
+    typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
+    both = sorted(set(space) & set(typed))
+    if both:
+        raise ValueError(f"{', '.join(both)} is searched (see --show-space) and also given as a "
+                         "setting; drop the setting, or the range from the space (--space FILE)")
+    if trials_wanted < 1:
+        raise ValueError(f"trials must be at least 1, got {trials_wanted}")
+    if time_budget is not None and time_budget <= 0:
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget}")
+    base = configs.resolve(config_name, typed)
+    if not base.validation:
+        raise ValueError("a search compares trials by val_loss: it needs validation=true")
+    search.check_against(space, base)
+    if not engines.ray_installed():
+        raise ValueError("fmtrain tune runs its trials on Ray Tune, which is not installed; "
+                         "install it with `pip install 'fmtrain[ray]'`")
+    placement = engines.plan_on_ray(max_concurrent, ray_address, trials_wanted)
+    if placement.address and not store.is_server():
+        raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
+                         f"{store.tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
+                         "(README: Team setup)")
+    splits = data.load_splits(data_dir, base.limit)
+    store.open_store(experiment)
+    names = list(space)
+    params = {"config": config_name, "trials": str(trials_wanted),
+              "max_concurrent": str(placement.workers), "seed": str(base.seed),
+              "space": json.dumps(search.to_data(space), separators=(",", ":")),
+              **{key: configs.format_value(value) for key, value in typed.items() if key != "seed"}}
+    if time_budget is not None:
+        params["time_budget"] = configs.format_value(time_budget)
+    if placement.address:
+        params["ray_address"] = placement.address
+    start = time.perf_counter()
+    description = (f"Search of {trials_wanted} trials over {', '.join(names)} around the "
+                   f"`{config_name}` configuration. (The trials table comes when it ends.)")
+    engines.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
+    from fmtrain import tune_engine
+
+    # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
+    # be reached is one line and no run.
+    with tune_engine.started(placement, store.worker_environment()) as storage, \
+            runs.tracked_run("tune", params, tags={tags.CONFIG_TAG: config_name},
+                             description=description) as parent_id:
+        job = TrialJob(base, config_name, parent_id, verbose)
+        echo(f"search {parent_id}: {trials_wanted} trials, {placement.describe()}")
+
+        shown: set[int] = set()
+
+        def show(count: int, end) -> None:
+            shown.add(end.number)
+            if end.error is not None:  # the run holds the error as its own code recorded it
+                end.error = _trial_error(parent_id, end.number) or end.error
+            echo(f"[{count}/{trials_wanted}] trial-{end.number:02d} "
+                 f"({_settings_text(end.config, names)}) ... {_end_text(end)}")
+
+        ends, signum = tune_engine.search(
+            run_trial, job, splits, storage=storage, distributions=search.optuna_distributions(space),
+            trials=trials_wanted, placement=placement, seed=base.seed,
+            max_epochs=base.epochs, time_budget=time_budget, echo=show)
+        lost = _end_lost_trials(parent_id, signum)
+        if signum is not None and lost:
+            raise RunStopped(f"{', '.join(lost)} {signal_description(signum)}", None, signum)
+        if signum is not None:  # every trial ended its own run (stopped at the end of a step)
+            raise Stopped(signum)
+        rows = trial_rows(parent_id, names)
+        for row in rows:  # trials that ended as the search did (its time budget) get their line too
+            if row.number not in shown:
+                shown.add(row.number)
+                echo(f"[{len(shown)}/{trials_wanted}] trial-{row.number:02d} "
+                     f"({trials.settings_text(row.settings)}) ... {row.outcome}")
+        best = trials.best_row(rows)
+        log_search(parent_id, rows, best, space, seed=base.seed)
+    outcome = SearchOutcome(parent_id, rows, best, names, time.perf_counter() - start,
+                            link=ui.ui_link(parent_id),
+                            failures=[row.number for row in rows if row.status != "FINISHED"])
+    if register_best and best is not None:
+        outcome.registered_version = register_finished(best.run_id, register_best,
+                                                       alias=alias or tags.CHAMPION_ALIAS)
+    return outcome
+
+
+def _settings_text(config: dict, names: list[str]) -> str:
+    parts = []
+    for name in names:
+        value = _plain(config.get(name))
+        parts.append(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(parts)
+
+
+def _end_text(end) -> str:
+    loss = end.result.get("val_loss")
+    if end.error:
+        return f"FAILED: {end.error}"
+    if end.verdict is not None and end.verdict.kind == "pruned":
+        return f"pruned after epoch {end.verdict.epoch} (val_loss {loss:.3f})"
+    if end.verdict is not None and end.verdict.kind == "budget":
+        return "stopped by the time budget"
+    if end.verdict is not None:
+        return f"stopped by {signal_description(end.verdict.signum or 15)}"
+    return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
+
+
+def _trial_error(parent_id: str, number: int) -> str | None:
+    """``run ID (trial-NN) failed: ...`` for a failed trial, from its run's error tag."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
+
+    for child in queries.child_states(parent_id):
+        if child.tags.get(tags.TRIAL_TAG) == str(number) and tags.ERROR_TAG in child.tags:
+            return f"run {child.run_id} ({child.name}) failed: {child.tags[tags.ERROR_TAG]}"
+    return None
+
+
+def _end_lost_trials(parent_id: str, signum: int | None) -> list[str]:
+    """Trials whose run is still RUNNING once the search is over lost their worker (killed, out
+    of memory, or cancelled by a signal): ended KILLED (FAILED for Ctrl-C), with the reason."""
+    from fmtrain.tracking import queries, runs
+
+    ended = []
+    for child in queries.child_states(parent_id):
+        if child.status == "RUNNING":
+            if signum is not None:
+                runs.end_stopped(child.run_id, signum)
+            else:
+                runs.end_for(child.run_id, "KILLED", "its Ray worker process died")
+            ended.append(f"run {child.run_id} ({child.name})")
+    return ended
+
+
+def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:
+    """The search's trials as the store holds them."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
+
+    rows = []
+    for record in queries.fetch_records(queries.child_run_ids(parent_id)):
+        number = record.tags.get(tags.TRIAL_TAG)
+        pruned = record.tags.get(tags.PRUNED_EPOCH_TAG)
+        epochs = record.metrics.get("epochs_run")
+        rows.append(TrialRow(
+            number=int(number) if number is not None else -1, run_id=record.run_id,
+            status=record.status, settings={name: record.params.get(name, "-") for name in names},
+            final_val_loss=record.metrics.get("final_val_loss"),
+            final_val_accuracy=record.metrics.get("final_val_accuracy"),
+            epochs_run=int(epochs) if epochs is not None else None,
+            pruned_epoch=int(pruned) if pruned is not None else None,
+            stopped_by=record.tags.get(tags.STOPPED_BY_TAG, ""), error=record.error))
+    return sorted(rows, key=lambda row: row.number)
+
+
+def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, space: search.Space,
+               seed: int = 0) -> None:
+    """The search's record on its parent: tables, space, figures, the best trial's settings and
+    scores, and a description."""
+    from fmtrain import plots
+    from fmtrain.tracking import logging as tracked
+    from fmtrain.tracking import names as tags
+
+    names = list(space)
+    finished = [row for row in rows if row.status == "FINISHED" and row.final_val_loss is not None]
+    history = plots.history_figure([(row.number, row.final_val_loss,
+                                     "complete" if row.complete else "pruned") for row in finished])
+    scored = [({name: _typed(name, row.settings[name]) for name in names}, row.final_val_loss)
+              for row in finished]
+    importance = search.importances(space, scored, seed=seed)
+    markdown = trials.to_markdown(rows, names, best)
+    counts = {"trials_complete": sum(row.complete for row in rows),
+              "trials_pruned": sum(row.stopped_by == "pruned" for row in rows),
+              "trials_failed": sum(row.status != "FINISHED" for row in rows)}
+    metrics, params, marks = dict(counts), {}, {}
+    if best is not None:
+        metrics.update(best_final_val_loss=best.final_val_loss,
+                       best_final_val_accuracy=best.final_val_accuracy, best_trial=best.number)
+        params = {f"best_{name}": value for name, value in best.settings.items()}
+        marks = {tags.BEST_TAG: best.run_id}
+    lines = []
+    if best is not None:
+        lines += [f"Best: trial {best.number} ({trials.settings_text(best.settings)}), "
+                  f"final val_loss {best.final_val_loss:.4f}, val_accuracy {best.final_val_accuracy:.4f} "
+                  f"(run `{best.run_id}`, tag {tags.BEST_TAG}).", ""]
+    lines += [f"{len(rows)} trials: {counts['trials_complete']} complete, {counts['trials_pruned']} "
+              f"pruned by ASHA, {counts['trials_failed']} failed or killed. Figures: "
+              f"`{HISTORY_FIGURE}`, `{IMPORTANCE_FIGURE}` (Artifacts); the space: `{SPACE_FILE}`.", ""]
+    if importance:
+        lines += ["Importance for val_loss (fANOVA): "
+                  + ", ".join(f"{name} {value:.2f}" for name, value in importance.items()) + ".", ""]
+    lines.append(markdown)
+    tracked.log_search(parent_id, texts={TRIALS_CSV: trials.to_csv(rows, names), TRIALS_MD: markdown,
+                                         SPACE_FILE: json.dumps(search.to_data(space), indent=2)},
+                       figures={HISTORY_FIGURE: history,
+                                IMPORTANCE_FIGURE: plots.importance_figure(importance)},
+                       metrics=metrics, params=params, tags=marks, description="\n".join(lines))
+
+
+def _typed(name: str, text: str):
+    return configs.parse_value(name, text)
