@@ -120,7 +120,10 @@ def team():
         head.expect("Ray runtime started", timeout=300)
         node = serve(RAY_NODE)
         node.expect("Ray runtime started", timeout=300)
-        wait_for_http(f"http://127.0.0.1:{names['MLFLOW_PORT']}/health", server.popen, timeout=600)
+        try:
+            wait_for_http(f"http://127.0.0.1:{names['MLFLOW_PORT']}/health", server.popen, timeout=600)
+        except AssertionError as error:  # say why: the server's own last lines
+            raise AssertionError(f"{error}:\n" + "\n".join(server.err[-30:])) from None
         done = shell(CREATE_USER, env, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         yield env
