@@ -151,12 +151,17 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
                               experiment=experiment, register_best=register_best, alias=alias,
                               verbose=0 if quiet else 2, echo=click.echo)
     click.echo(terminal.search_report(outcome, register_best, alias))
+    problems = []
     failed = [row for row in outcome.rows if row.status != "FINISHED"]
     if failed:
-        click.echo(f"fmtrain: error: {len(failed)} trial(s) failed: "
-                   f"{', '.join(f'trial-{row.number:02d}' for row in failed)}", err=True)
-        return errors.EXIT_FAILED
-    return 0
+        problems.append(f"{len(failed)} trial(s) failed: "
+                        f"{', '.join(f'trial-{row.number:02d}' for row in failed)}")
+    if register_best and outcome.best is None:
+        problems.append(f"no trial ran to its end, so nothing was registered as {register_best}; "
+                        "run more trials or give a longer --time_budget")
+    for problem in problems:
+        click.echo(f"fmtrain: error: {problem}", err=True)
+    return errors.EXIT_FAILED if problems else 0
 
 
 @cli.command("compare")

@@ -158,12 +158,14 @@ def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
 
 def history_figure(trials: Sequence[tuple[int, float | None, str]]) -> Figure:
     """A search's optimisation history: each trial's val_loss by trial number (complete trials
-    as dots, pruned ones as crosses at the val_loss they were stopped with) and the best complete
-    val_loss so far as a step line. ``trials`` holds (number, val_loss, "complete"|"pruned")."""
+    as dots, pruned ones as crosses, those the time budget stopped as triangles) and the best
+    complete val_loss so far as a step line. ``trials`` holds (number, val_loss, kind), kind one
+    of "complete", "pruned", "time budget"."""
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     axes = figure.add_subplot()
     shown = sorted((n, v, kind) for n, v, kind in trials if v is not None and np.isfinite(v))
-    for kind, marker, label in (("complete", "o", "complete trial"), ("pruned", "x", "pruned trial")):
+    for kind, marker, label in (("complete", "o", "complete trial"), ("pruned", "x", "pruned trial"),
+                                ("time budget", "v", "stopped by the time budget")):
         points = [(n, v) for n, v, k in shown if k == kind]
         if points:
             axes.scatter(*zip(*points, strict=True), marker=marker, label=label, zorder=3)
@@ -194,9 +196,9 @@ def importance_figure(importances: Mapping[str, float]) -> Figure:
         axes.barh(names, [importances[name] for name in names])
         axes.set_xlim(0, 1)
     else:
-        axes.text(0.5, 0.5, "too few finished trials to tell", ha="center", va="center")
+        axes.text(0.5, 0.5, "too few complete trials to tell", ha="center", va="center")
         axes.set_axis_off()
-    axes.set_title("parameter importance for val_loss (fANOVA)")
+    axes.set_title("parameter importance for the complete trials' val_loss (fANOVA)")
     axes.set_xlabel("share of the variance explained")
     axes.grid(alpha=0.3, axis="x")
     return figure

@@ -30,8 +30,9 @@ DEFAULT_SPACE = {
     "optimizer": {"choices": ["adam", "rmsprop"]},
 }
 # Settings a search must not vary: they change where or how fast a run trains, or which data it
-# sees, not the model a user would pick.
-NOT_SEARCHABLE = ("seed", "limit", "steps_per_execution", "backend", "validation")
+# sees, not the model a user would pick; epochs is the budget every trial shares (ASHA's rungs
+# are counted in it; early stopping decides when a trial has learned enough).
+NOT_SEARCHABLE = ("seed", "limit", "steps_per_execution", "backend", "validation", "epochs")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def parse_space(data: object, where: str = "the search space") -> Space:
         if name not in known:
             raise ValueError(f"{where}: unknown setting {name!r}; the settings are: {', '.join(known)}")
         if name in NOT_SEARCHABLE:
-            raise ValueError(f"{where}: {name} is not searched (it changes how or on what a run "
-                             "trains, not the model); set it with --" + name)
+            raise ValueError(f"{where}: {name} is not searched (it is the trials' shared budget or "
+                             "changes how or on what a run trains, not the model); set it with --" + name)
         space[name] = _dimension(name, spec, where)
     return space
 

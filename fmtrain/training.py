@@ -55,7 +55,7 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
-          callbacks: list | None = None) -> TrainResult:
+          callbacks: list | None = None, gates: list | None = None) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
     Args:
@@ -64,6 +64,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         workdir: an existing directory for model-whole.keras, model.weights.h5, best-model.keras.
         verbose: Keras's fit() verbosity (0 silent, 1 progress bar, 2 a line per epoch).
         callbacks: more Keras callbacks for fit(), after the chapter's (a logger, say).
+        gates: callbacks that may wait between epochs (a search's), after the epoch timer, so
+            that their waiting is not counted in the epoch's seconds.
 
     Returns:
         A TrainResult whose metrics include final_val_loss/accuracy of the model kept and the
@@ -74,7 +76,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     model = build_model(config)
     timer = _EpochTimer()
     # The timer goes last, so that each epoch's seconds include every callback's work.
-    callbacks = build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + list(callbacks or []) + [timer]
+    callbacks = (build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + list(callbacks or []) + [timer]
+                 + list(gates or []))
     data = feeds.feed(splits, config.batch_size)
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.

@@ -11,10 +11,13 @@ reports, and stops trials asynchronously (no trial waits for a rung to fill).
 
 Each trial is a Tune class trainable whose ``step()`` is one epoch: the training thread (the
 whole run, as ``fmtrain train`` makes it) waits at the end of each epoch for Tune to go on.
-When Tune stops the trial (ASHA's verdict, the search's time budget, a signal), ``cleanup()``
-tells the thread why, and waits for it: the run stops at that epoch and is ended by its own
-code (FINISHED and tagged when pruned, KILLED for a signal) before the worker process goes.
-Function trainables cannot do this: Tune leaves their thread behind when it ends the worker.
+A trial the search stops ends itself: ASHA's verdict (or the time budget's) is recorded, not
+acted on by Tune, and the trial's next ``step()`` reads it, lets the thread stop training at that
+epoch and finish its run (FINISHED, tagged), and reports the trial done. Tune itself stops a
+running trial only on a signal or an error; ``cleanup()`` then tells the thread why and waits for
+it, and the driver ends whatever run is left RUNNING. Function trainables could not do this: Tune
+leaves their thread behind when it ends the worker, and it kills workers still stopping 5 s after
+a search ends.
 """
 
 from __future__ import annotations
@@ -29,16 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
 from fmtrain import engines, stopping
 from fmtrain.errors import Stopped, one_line
 
-engines.ray_environment(local="RAY_ADDRESS" not in os.environ)  # before Ray is imported
-
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
-from ray.tune.search import ConcurrencyLimiter  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+# Import this module after engines.ray_environment(): Ray reads its variables when imported.
 
 # ASHA's rungs: a trial must show its val_loss for GRACE_EPOCHS epochs before it can be stopped,
 # and at each rung (2, 6, 18 epochs) only the best third goes on.
@@ -51,7 +54,7 @@ TRIAL_NUMBER_KEY = "fmtrain_trial_number"
 class Verdict:
     """Why Tune stopped a trial before it ended by itself."""
 
-    kind: str  # "pruned" (ASHA), "budget" (the time budget), "signal"
+    kind: str  # "pruned" (ASHA), "budget" (the time budget), "signal", "aborted" (an error)
     epoch: int | None = None  # the last epoch trained (0-based), for "pruned"
     signum: int | None = None  # for "signal"
 
@@ -76,9 +79,10 @@ class Gate:
         self._go = threading.Semaphore(0)
         self.verdict: Verdict | None = None
 
-    def epoch_end(self, epoch: int, metrics: dict) -> Verdict | None:
-        """In the training thread: report ``epoch`` and wait; None means train on."""
-        self.results.put(("epoch", epoch, metrics))
+    def epoch_end(self, epoch: int, metrics: dict, last: bool) -> Verdict | None:
+        """In the training thread: report ``epoch`` (``last``: training ends after it anyway)
+        and wait; None means train on."""
+        self.results.put(("epoch", epoch, metrics, last))
         self._go.acquire()
         return self.verdict
 
@@ -93,18 +97,24 @@ class Gate:
 def gate_callback(gate: Gate, on_stopped: Callable[[Verdict], None]):
     """A Keras callback that waits at ``gate`` after each epoch (after the epoch's metrics were
     logged) and stops training as the verdict says: at the end of this epoch for a pruned or
-    out-of-budget trial (``on_stopped`` records why), at once for a signal."""
+    out-of-budget trial (``on_stopped`` records why), at once for a signal or an error. An epoch
+    after which training ends anyway (EarlyStopping, the last epoch) is reported as the last, and
+    a verdict on it changes nothing: the trial ended by itself."""
     import keras
 
     class _AtGate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             metrics = {key: float(value) for key, value in (logs or {}).items()}
-            verdict = gate.epoch_end(epoch, metrics)
+            last = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", epoch + 2)
+            verdict = gate.epoch_end(epoch, metrics, last)
             if verdict is None:
                 return
             if verdict.kind == "signal":
                 raise Stopped(verdict.signum)
-            on_stopped(Verdict(verdict.kind, epoch))
+            if verdict.kind == "aborted":
+                raise RuntimeError("the search stopped this trial after an error of its own")
+            if not last:
+                on_stopped(Verdict(verdict.kind, epoch))
             self.model.stop_training = True
 
     return _AtGate()
@@ -112,7 +122,7 @@ def gate_callback(gate: Gate, on_stopped: Callable[[Verdict], None]):
 
 @ray.remote(num_cpus=0)
 class Verdicts:
-    """The driver's record of why trials were stopped, which each trial's cleanup reads."""
+    """The driver's record of which trials to stop and why, which each trial reads."""
 
     def __init__(self):
         self.pruned: dict[str, int] = {}
@@ -124,10 +134,18 @@ class Verdicts:
     def stop_all(self, verdict: Verdict) -> None:
         self.all = self.all or verdict
 
-    def why(self, trial_id: str) -> Verdict:
+    def pending(self, trial_id: str) -> Verdict | None:
+        """The verdict on ``trial_id``, if any: pruned, or the search's end (budget, signal)."""
         if trial_id in self.pruned:
             return Verdict("pruned", self.pruned[trial_id])
-        return self.all or Verdict("signal", signum=15)  # stopped for no reason given: as SIGTERM
+        return self.all
+
+    def why(self, trial_id: str) -> Verdict:
+        """Why Tune itself stopped a running trial: a signal, or else an error in the search."""
+        return self.pending(trial_id) or Verdict("aborted")
+
+    def stopping_all(self) -> bool:
+        return self.all is not None
 
     def pruned_trials(self) -> dict[str, int]:
         return dict(self.pruned)
@@ -140,7 +158,7 @@ class Trial(tune.Trainable):
         self.gate, self.verdicts = Gate(), verdicts
         self.outcome: dict | None = None
         self.error: BaseException | None = None
-        self.stepped = False
+        self.stepped, self.last = False, False
         settings = dict(config)
 
         def run():
@@ -155,17 +173,27 @@ class Trial(tune.Trainable):
         self.thread.start()
 
     def step(self):
+        stopped = {}
         if self.stepped:
-            self.gate.proceed()
+            verdict = ray.get(self.verdicts.pending.remote(self.trial_id))
+            if verdict is not None and verdict.kind in ("pruned", "budget"):  # the run ends itself
+                if not self.last:
+                    stopped = {"stopped_by": verdict.kind}
+                self.gate.stop(verdict)
+                while self.gate.results.get()[0] != "end":
+                    pass
+                self.gate.results.put(("end",))
+            else:
+                self.gate.proceed()
         self.stepped = True
         item = self.gate.results.get()
         if item[0] == "epoch":
-            _, epoch, metrics = item
-            return {**metrics, "epoch": epoch}
+            _, epoch, metrics, self.last = item
+            return {**metrics, "epoch": epoch, "last_epoch": self.last}
         self.thread.join()
         if self.error is not None:
             raise TrialFailed(one_line(self.error))
-        return {**(self.outcome or {}), "done": True}
+        return {**(self.outcome or {}), **stopped, "done": True}
 
     def cleanup(self):
         if self.thread.is_alive():
@@ -180,25 +208,39 @@ class TrialFailed(RuntimeError):
 class _Search(OptunaSearch):
     """Optuna's sampler as Tune's searcher, with each trial's Optuna number in its config."""
 
+    def __init__(self, verdicts, **options):
+        super().__init__(**options)
+        self.verdicts, self.suggested = verdicts, 0
+
     def suggest(self, trial_id):
+        if ray.get(self.verdicts.stopping_all.remote()):  # the budget is spent: no new trial
+            return Searcher.FINISHED
         config = super().suggest(trial_id)
         if isinstance(config, dict):
-            config[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number
+            # Optuna's own number for the trial (a private attribute of Ray's OptunaSearch; the
+            # order of suggestion, which is the same number, where it is missing).
+            asked = getattr(self, "_ot_trials", {}).get(trial_id)
+            config[TRIAL_NUMBER_KEY] = asked.number if asked is not None else self.suggested
+            self.suggested += 1
         return config
 
 
 class _Asha(ASHAScheduler):
-    """ASHA that records each trial it stops, so that the trial's cleanup knows it was pruned."""
+    """ASHA whose verdicts are recorded for the trials to act on, not carried out by Tune."""
 
-    def __init__(self, verdicts, **options):
-        super().__init__(**options)
+    def __init__(self, verdicts, max_epochs: int, **options):
+        super().__init__(max_t=max_epochs + 1, **options)  # the last result is the run's end
         self.verdicts = verdicts
 
     def on_trial_result(self, tune_controller, trial, result):
         decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and not result.get("done"):
+        if result.get("done"):
+            return decision
+        if decision == TrialScheduler.STOP and not result.get("last_epoch"):
             ray.get(self.verdicts.prune.remote(trial.trial_id, int(result["epoch"])))
-        return decision
+        # The trial reads the verdict at its next step and ends itself (its run ends FINISHED,
+        # tagged); a trial whose epoch was its last anyway ends by itself, not pruned.
+        return TrialScheduler.CONTINUE
 
 
 class _StopAll(tune.Stopper):
@@ -213,13 +255,16 @@ class _StopAll(tune.Stopper):
         return False
 
     def stop_all(self):
+        """True on a signal: Tune stops the running trials at once. The time budget only posts its
+        verdict: no new trial starts, and the running ones end themselves at their next epoch."""
         if self.reason is None and self.received:
             self.reason = Verdict("signal", signum=self.received[0])
         elif self.reason is None and self.budget and time.monotonic() - self.start > self.budget:
             self.reason = Verdict("budget")
-        if self.reason is not None:
-            ray.get(self.verdicts.stop_all.remote(self.reason))
-        return self.reason is not None
+        else:
+            return self.reason is not None and self.reason.kind == "signal"
+        ray.get(self.verdicts.stop_all.remote(self.reason))
+        return self.reason.kind == "signal"
 
 
 class _Progress(tune.Callback):
@@ -232,10 +277,13 @@ class _Progress(tune.Callback):
     def _end(self, trial, error: str | None = None) -> None:
         config = dict(trial.config)
         number = config.pop(TRIAL_NUMBER_KEY, -1)
-        pruned = ray.get(self.verdicts.pruned_trials.remote())
         result = dict(trial.last_result or {})
-        verdict = Verdict("pruned", pruned[trial.trial_id]) if trial.trial_id in pruned else None
-        if verdict is None and not result.get("done") and error is None:
+        verdict = None
+        if result.get("stopped_by") == "pruned":
+            verdict = Verdict("pruned", ray.get(self.verdicts.pruned_trials.remote()).get(trial.trial_id))
+        elif result.get("stopped_by") == "budget":
+            verdict = Verdict("budget")
+        elif not result.get("done") and error is None:  # Tune stopped it: a signal, an error
             verdict = ray.get(self.verdicts.why.remote(trial.trial_id))
         end = TrialEnd(number, config, result, verdict, error)
         self.ends[trial.trial_id] = end
@@ -292,12 +340,11 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
     with stopping.recorded(received):
         verdicts = Verdicts.remote()
         searcher = ConcurrencyLimiter(
-            _Search(space=distributions, metric="val_loss", mode="min",
+            _Search(verdicts, space=distributions, metric="val_loss", mode="min",
                     sampler=optuna.samplers.TPESampler(seed=seed)),
             max_concurrent=placement.workers)
-        scheduler = _Asha(verdicts, time_attr="training_iteration", metric="val_loss", mode="min",
-                          max_t=max_epochs + 1,  # the last result is the run's end, not an epoch
-                          grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR)
+        scheduler = _Asha(verdicts, max_epochs, time_attr="training_iteration", metric="val_loss",
+                          mode="min", grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR)
         progress = _Progress(verdicts, echo)
         trainable = tune.with_resources(
             tune.with_parameters(Trial, function=function, job=job, shared=shared, verdicts=verdicts),

@@ -6,11 +6,13 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from fmtrain import configs, search
+from fmtrain.errors import signal_description
 
 from conftest import PROJECT, Process, all_runs, processes_mentioning
 
@@ -64,6 +66,7 @@ def test_a_space_file_in_json_or_yaml(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ({"unit": {"low": 1, "high": 2}}, "unknown setting 'unit'; the settings are: epochs, "),
     ({"seed": {"low": 1, "high": 9}}, "seed is not searched"),
+    ({"epochs": {"low": 5, "high": 20}}, "epochs is not searched (it is the trials' shared budget"),
     ({"units": {"low": 64, "high": 32}}, "units needs low < high, got 64 and 32"),
     ({"learning_rate": {"low": 0, "high": 0.1, "log": True}}, "learning_rate on a log scale needs low > 0"),
     ({"units": {"low": 16.5, "high": 32}}, "units must be a whole number, got '16.5'"),
@@ -197,7 +200,7 @@ def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tm
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"choices": [0.01, 1e12]}}))
     done = tune(["--space", "space.json", "--optimizer", "sgd", "--trials", "4", "--max-concurrent", "2",
                  "--time_budget", "45", "--limit", "1000", "--epochs", "5000", "--patience", "none", "--quiet",
-                 "--data_dir", str(real_data_dir)], store, ray_tmp, tmp_path)
+                 "--register_best", "fm-none", "--data_dir", str(real_data_dir)], store, ray_tmp, tmp_path)
     parent, trials = parent_and_trials()
     failed = [r for r in trials if r.info.status == "FAILED"]
     budget = [r for r in trials if r.data.tags.get("fmtrain.tune.stopped_by") == "time budget"]
@@ -213,24 +216,32 @@ def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tm
     assert {r.info.status for r in trials} <= {"FINISHED", "FAILED"}
     assert parent.info.status == "FINISHED" and "fmtrain.best_run_id" not in parent.data.tags
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"fmtrain: error: {len(failed)} trial(s) failed: "
-        + ", ".join(r.info.run_name for r in failed))
+    assert done.stderr.strip().splitlines()[-2:] == [
+        f"fmtrain: error: {len(failed)} trial(s) failed: " + ", ".join(r.info.run_name for r in failed),
+        "fmtrain: error: no trial ran to its end, so nothing was registered as fm-none; run more trials "
+        "or give a longer --time_budget"]
     assert "best: none (no trial ran to its end)" in done.stdout
+    assert MlflowClient().search_registered_models() == []
 
 
-def test_sigterm_to_a_search_ends_the_parent_and_its_trials_killed(store, tmp_path, real_data_dir, ray_tmp):
+@pytest.mark.parametrize("signum, status, code", [(signal.SIGTERM, "KILLED", 143), (signal.SIGINT, "FAILED", 130)])
+def test_a_signal_to_a_search_ends_the_parent_and_its_trials(signum, status, code, store, tmp_path,
+                                                             real_data_dir, ray_tmp):
     job = Process(["fmtrain", "tune", "--trials", "4", "--max-concurrent", "2", "--limit", "1000", "--epochs",
                    "100", "--patience", "none", "--data_dir", str(real_data_dir)],
                   env=env_for(store, ray_tmp), cwd=tmp_path)
     training = set()
     while len(training) < 2:  # two trials are in fit(), each in its own worker
         training.add(re.search(r"\(\w+ pid=(\d+)\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))
-    job.signal(signal.SIGTERM)
-    assert job.wait() == 143, "\n".join(job.err[-20:])
+    job.signal(signum)
+    assert job.wait() == code, "\n".join(job.err[-20:])
     parent, trials = parent_and_trials()
     assert len(trials) == 2
+    reason = signal_description(signum)
     for run in (parent, *trials):
-        assert run.info.status == "KILLED" and run.data.tags["fmtrain.error"] == "killed by SIGTERM"
-    assert job.last_error_line == (f"fmtrain: run {parent.info.run_id} (tune) killed by SIGTERM; "
-                                   "no run was left RUNNING")
+        assert run.info.status == status and run.data.tags["fmtrain.error"] == reason
+    assert job.last_error_line == f"fmtrain: run {parent.info.run_id} (tune) {reason}; no run was left RUNNING"
+    deadline = time.monotonic() + 60
+    while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)  # polling the process table for Ray's own exit, not a synchronisation delay
+    assert processes_mentioning(ray_tmp) == []

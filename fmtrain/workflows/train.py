@@ -39,12 +39,13 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
               verbose: int = 0, parent_run_id: str | None = None, tags: dict | None = None,
-              run_name: str | None = None, callbacks: list | None = None) -> TrainOutcome:
+              run_name: str | None = None, gates: list | None = None) -> TrainOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
     With ``parent_run_id`` the run is a sweep's child, nested under that run, whether the parent
     is open in this process or in a sweep's driver (this process being a Ray worker).
-    ``callbacks`` are more Keras callbacks, after the one that logs each epoch (a search's gate).
+    ``gates`` are Keras callbacks that wait after each epoch, once it is logged and timed (a
+    search's trial waiting for its verdict).
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
     keras = backend.use(config.backend)
@@ -60,7 +61,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
                           description=descriptions.run_description(name, settings)) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
-                                    callbacks=[tracked.epoch_logger(), *(callbacks or [])])
+                                    callbacks=[tracked.epoch_logger()], gates=gates)
             # The model first: MLflow links it to the metrics its epoch already holds.
             logged = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
                                        name=name, step=result.kept_epoch)

@@ -8,7 +8,9 @@ time budget) ends FINISHED at that epoch, tagged, with its curves so far.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -71,7 +73,7 @@ def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
     outcome = train_run(config, job.config_name, splits, parent_run_id=job.parent_run_id,
                         verbose=job.verbose, run_name=f"trial-{number:02d}",
                         tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
-                        callbacks=[tune_engine.gate_callback(gate, stopped)])
+                        gates=[tune_engine.gate_callback(gate, stopped)])
     metrics = outcome.result.metrics
     return {"val_loss": metrics["final_val_loss"], "val_accuracy": metrics["final_val_accuracy"],
             "run_id": outcome.run_id}
@@ -111,9 +113,9 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     if not base.validation:
         raise ValueError("a search compares trials by val_loss: it needs validation=true")
     search.check_against(space, base)
-    if not engines.ray_installed():
-        raise ValueError("fmtrain tune runs its trials on Ray Tune, which is not installed; "
-                         "install it with `pip install 'fmtrain[ray]'`")
+    if not engines.ray_installed() or importlib.util.find_spec("optuna") is None:
+        raise ValueError("fmtrain tune runs its trials on Ray Tune with Optuna, which are not "
+                         "installed; install them with `pip install 'fmtrain[ray]'`")
     placement = engines.plan_on_ray(max_concurrent, ray_address, trials_wanted)
     if placement.address and not store.is_server():
         raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
@@ -134,7 +136,11 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     description = (f"Search of {trials_wanted} trials over {', '.join(names)} around the "
                    f"`{config_name}` configuration. (The trials table comes when it ends.)")
     engines.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
-    from fmtrain import tune_engine
+    try:
+        from fmtrain import tune_engine
+    except ImportError as error:
+        raise ValueError(f"Ray Tune cannot be imported ({error}); install it with "
+                         "`pip install 'fmtrain[ray]'`") from None
 
     # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
     # be reached is one line and no run.
@@ -149,14 +155,20 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
         def show(count: int, end) -> None:
             shown.add(end.number)
             if end.error is not None:  # the run holds the error as its own code recorded it
-                end.error = _trial_error(parent_id, end.number) or end.error
+                with contextlib.suppress(Exception):
+                    end.error = _trial_error(parent_id, end.number) or end.error
             echo(f"[{count}/{trials_wanted}] trial-{end.number:02d} "
                  f"({_settings_text(end.config, names)}) ... {_end_text(end)}")
 
-        ends, signum = tune_engine.search(
-            run_trial, job, splits, storage=storage, distributions=search.optuna_distributions(space),
-            trials=trials_wanted, placement=placement, seed=base.seed,
-            max_epochs=base.epochs, time_budget=time_budget, echo=show)
+        try:
+            _, signum = tune_engine.search(
+                run_trial, job, splits, storage=storage, distributions=search.optuna_distributions(space),
+                trials=trials_wanted, placement=placement, seed=base.seed,
+                max_epochs=base.epochs, time_budget=time_budget, echo=show)
+        except BaseException:  # whatever happened, no trial's run is left RUNNING
+            with contextlib.suppress(Exception):  # the search's own error is the one to report
+                _end_lost_trials(parent_id, None, finished=False)
+            raise
         lost = _end_lost_trials(parent_id, signum)
         if signum is not None and lost:
             raise RunStopped(f"{', '.join(lost)} {signal_description(signum)}", None, signum)
@@ -195,8 +207,10 @@ def _end_text(end) -> str:
         return f"pruned after epoch {end.verdict.epoch} (val_loss {loss:.3f})"
     if end.verdict is not None and end.verdict.kind == "budget":
         return "stopped by the time budget"
+    if end.verdict is not None and end.verdict.kind == "signal":
+        return signal_description(end.verdict.signum or 15)
     if end.verdict is not None:
-        return f"stopped by {signal_description(end.verdict.signum or 15)}"
+        return "stopped after an error of the search"
     return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
 
 
@@ -211,9 +225,10 @@ def _trial_error(parent_id: str, number: int) -> str | None:
     return None
 
 
-def _end_lost_trials(parent_id: str, signum: int | None) -> list[str]:
+def _end_lost_trials(parent_id: str, signum: int | None, finished: bool = True) -> list[str]:
     """Trials whose run is still RUNNING once the search is over lost their worker (killed, out
-    of memory, or cancelled by a signal): ended KILLED (FAILED for Ctrl-C), with the reason."""
+    of memory, stopped by a signal, or by the search's own error): ended KILLED (FAILED for
+    Ctrl-C, or after an error of the search), with the reason."""
     from fmtrain.tracking import queries, runs
 
     ended = []
@@ -221,6 +236,8 @@ def _end_lost_trials(parent_id: str, signum: int | None) -> list[str]:
         if child.status == "RUNNING":
             if signum is not None:
                 runs.end_stopped(child.run_id, signum)
+            elif not finished:
+                runs.end_for(child.run_id, "FAILED", "the search stopped with an error of its own")
             else:
                 runs.end_for(child.run_id, "KILLED", "its Ray worker process died")
             ended.append(f"run {child.run_id} ({child.name})")
@@ -259,9 +276,10 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, spac
     names = list(space)
     finished = [row for row in rows if row.status == "FINISHED" and row.final_val_loss is not None]
     history = plots.history_figure([(row.number, row.final_val_loss,
-                                     "complete" if row.complete else "pruned") for row in finished])
+                                     "complete" if row.complete else row.stopped_by) for row in finished])
+    # Importance over the complete trials only: a pruned trial's loss is an early epoch's.
     scored = [({name: _typed(name, row.settings[name]) for name in names}, row.final_val_loss)
-              for row in finished]
+              for row in finished if row.complete]
     importance = search.importances(space, scored, seed=seed)
     markdown = trials.to_markdown(rows, names, best)
     counts = {"trials_complete": sum(row.complete for row in rows),
@@ -282,7 +300,7 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, spac
               f"pruned by ASHA, {counts['trials_failed']} failed or killed. Figures: "
               f"`{HISTORY_FIGURE}`, `{IMPORTANCE_FIGURE}` (Artifacts); the space: `{SPACE_FILE}`.", ""]
     if importance:
-        lines += ["Importance for val_loss (fANOVA): "
+        lines += ["Importance for the complete trials' val_loss (fANOVA): "
                   + ", ".join(f"{name} {value:.2f}" for name, value in importance.items()) + ".", ""]
     lines.append(markdown)
     tracked.log_search(parent_id, texts={TRIALS_CSV: trials.to_csv(rows, names), TRIALS_MD: markdown,
