@@ -54,6 +54,9 @@ def quiet_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Logging a model in an environment without pip (uv's) warns that pip has no version.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # Loading a run's model (`fmtrain evaluate --model_uri runs:/...`) would draw MLflow's
+    # download progress bars, one redrawn line per file, on the terminal.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def use(backend: str = DEFAULT_BACKEND):
