@@ -23,6 +23,7 @@ from fmtrain.options import (
     option_names,
     overrides_from,
     run_options,
+    search_options,
     setting_options,
 )
 
@@ -109,23 +110,7 @@ def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resu
 @cli.command("tune")
 @click.option("--config", type=click.Choice(list(configs.CONFIGS)), default=configs.DEFAULT_CONFIG,
               show_default=True, help="the configuration each trial starts from")
-@click.option("--space", "space_path", metavar="FILE", default=None,
-              help="the search space, a JSON or YAML file shaped as --show-space prints it "
-                   "[default: the chapter's knobs]")
-@click.option("--show-space", "show_space", is_flag=True,
-              help="print the search space (and its JSON) and exit")
-@click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True,
-              help="how many trials (runs) the search makes")
-@click.option(*option_names("max_concurrent"), "max_concurrent", type=click.IntRange(min=1),
-              default=None, metavar="N",
-              help="trials at once, each in a Ray worker of its own [default: 2]")
-@click.option(*option_names("time_budget"), "time_budget", type=click.FloatRange(min=0, min_open=True),
-              default=None, metavar="SECONDS",
-              help="stop the search after this long: running trials end FINISHED, tagged "
-                   "as stopped by the budget")
-@click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
-              help="run the trials on this Ray cluster (needs an http(s):// MLFLOW_TRACKING_URI) "
-                   "[default: $RAY_ADDRESS, else a local Ray instance]")
+@search_options
 @run_options
 @click.option(*option_names("register_best"), "register_best", metavar="NAME", default=None,
               help="register the best complete trial as NAME, with --alias")
@@ -151,14 +136,7 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
                               experiment=experiment, register_best=register_best, alias=alias,
                               verbose=0 if quiet else 2, echo=click.echo)
     click.echo(terminal.search_report(outcome, register_best, alias))
-    problems = []
-    failed = [row for row in outcome.rows if row.status != "FINISHED"]
-    if failed:
-        problems.append(f"{len(failed)} trial(s) failed: "
-                        f"{', '.join(f'trial-{row.number:02d}' for row in failed)}")
-    if register_best and outcome.best is None:
-        problems.append(f"no trial ran to its end, so nothing was registered as {register_best}; "
-                        "run more trials or give a longer --time_budget")
+    problems = terminal.search_problems(outcome, register_best)
     for problem in problems:
         click.echo(f"fmtrain: error: {problem}", err=True)
     return errors.EXIT_FAILED if problems else 0

@@ -90,29 +90,28 @@ def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
         raise ValueError("--ray_address runs the children on a Ray cluster, which needs --workers 2 "
                          "or more (--workers 1 trains them one after another in this process)")
     wanted = default_workers() if workers is None else workers
-    address = ray_address or (os.environ.get("RAY_ADDRESS") if wanted > 1 else None) or None
-    address = None if address == "local" else address  # Ray's own word for "start one here"
-    count = max(1, min(wanted, jobs))
-    if (count > 1 or address) and not ray_installed():
+    placement = _placed(max(1, min(wanted, jobs)),
+                        ray_address or (os.environ.get("RAY_ADDRESS") if wanted > 1 else None))
+    if not placement.in_process and not ray_installed():
         raise ValueError(f"--workers {wanted} trains the children in Ray workers, and Ray is not "
                          "installed; install it with `pip install 'fmtrain[ray]'`, or use --workers 1")
-    # A task on a cluster asks for one CPU and uses one thread; on this machine the cores are
-    # shared out, so that N workers never run more threads than there are cores.
-    threads = 1 if address else max(1, cores() // count)
-    return Placement(count, address, threads)
+    return placement
 
 
 def plan_on_ray(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
-    """As ``plan``, for jobs that always run on Ray (a search's trials), one at a time included."""
+    """As ``plan``, for jobs that always run on Ray (a search's trials), one at a time included;
+    the caller has checked that Ray is installed."""
     if workers is not None and workers < 1:
         raise ValueError(f"max_concurrent must be at least 1, got {workers}")
-    if not ray_installed():
-        raise ValueError("this runs on Ray, which is not installed; install it with "
-                         "`pip install 'fmtrain[ray]'`")
-    address = ray_address or os.environ.get("RAY_ADDRESS") or None
-    address = None if address == "local" else address
-    count = max(1, min(workers or default_workers(), jobs))
-    return Placement(count, address, 1 if address else max(1, cores() // count), on_ray=True)
+    return _placed(max(1, min(workers or default_workers(), jobs)),
+                   ray_address or os.environ.get("RAY_ADDRESS"), on_ray=True)
+
+
+def _placed(count: int, address: str | None, on_ray: bool = False) -> Placement:
+    address = None if address in (None, "", "local") else address  # "local": Ray's "start one here"
+    # A task on a cluster asks for one CPU and uses one thread; on this machine the cores are
+    # shared out, so that N workers never run more threads than there are cores.
+    return Placement(count, address, 1 if address else max(1, cores() // count), on_ray)
 
 
 def cores() -> int:

@@ -78,9 +78,38 @@ def engine_options(command):
                      help="children trained at once, each in a Ray worker process of its own; 1 = one "
                           "after another in this process [default: 2 with Ray installed "
                           "(pip install 'fmtrain[ray]'), else 1]"),
-        click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
-                     help="train the children on this Ray cluster (needs an http(s):// "
-                          "MLFLOW_TRACKING_URI) [default: $RAY_ADDRESS, else a local Ray instance]"),
+        ray_address_option("train the children"),
+    ]):
+        command = decorator(command)
+    return command
+
+
+def ray_address_option(what: str):
+    """``--ray_address`` (``--ray-address``): the Ray cluster on which to ``what``."""
+    return click.option(*option_names("ray_address"), "ray_address", metavar="HOST:PORT", default=None,
+                        help=f"{what} on this Ray cluster (needs an http(s):// MLFLOW_TRACKING_URI) "
+                             "[default: $RAY_ADDRESS, else a local Ray instance]")
+
+
+def search_options(command):
+    """The options of ``fmtrain tune``'s search: the space, how many trials, how many at once,
+    the time budget and the Ray cluster."""
+    for decorator in reversed([
+        click.option("--space", "space_path", metavar="FILE", default=None,
+                     help="the search space, a JSON or YAML file shaped as --show-space prints it "
+                          "[default: the chapter's knobs]"),
+        click.option("--show-space", "show_space", is_flag=True,
+                     help="print the search space (and its JSON) and exit"),
+        click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True,
+                     help="how many trials (runs) the search makes"),
+        click.option(*option_names("max_concurrent"), "max_concurrent", type=click.IntRange(min=1),
+                     default=None, metavar="N",
+                     help="trials at once, each in a Ray worker of its own [default: 2]"),
+        click.option(*option_names("time_budget"), "time_budget", type=click.FloatRange(min=0, min_open=True),
+                     default=None, metavar="SECONDS",
+                     help="stop the search after this long: running trials end FINISHED, tagged "
+                          "as stopped by the budget"),
+        ray_address_option("run the trials"),
     ]):
         command = decorator(command)
     return command

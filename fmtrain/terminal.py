@@ -84,6 +84,44 @@ def search_report(outcome, register_best: str | None, alias: str | None) -> str:
     return "\n".join(lines)
 
 
+def search_problems(outcome, register_best: str | None) -> list[str]:
+    """What went wrong in a finished search, one line each: failed trials, nothing to register."""
+    problems = []
+    failed = [row for row in outcome.rows if row.status != "FINISHED"]
+    if failed:
+        problems.append(f"{len(failed)} trial(s) failed: "
+                        f"{', '.join(f'trial-{row.number:02d}' for row in failed)}")
+    if register_best and outcome.best is None:
+        problems.append(f"no trial ran to its end, so nothing was registered as {register_best}; "
+                        "run more trials or give a longer --time_budget")
+    return problems
+
+
+def trial_line(count: int, total: int, number: int, settings: dict[str, str], ended: str) -> str:
+    """``[3/30] trial-02 (learning_rate 0.0007, ...) ... pruned after epoch 1 (val_loss 0.439)``"""
+    from fmtrain import trials
+
+    return f"[{count}/{total}] trial-{number:02d} ({trials.settings_text(settings)}) ... {ended}"
+
+
+def trial_end_text(end) -> str:
+    """How a trial ended (a tune_engine.TrialEnd), as its line says it."""
+    from fmtrain.errors import signal_description
+
+    loss, verdict = end.result.get("val_loss"), end.verdict
+    if end.error:
+        return f"FAILED: {end.error}"
+    if verdict is None:
+        return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
+    if verdict.kind == "pruned":
+        return f"pruned after epoch {verdict.epoch} (val_loss {loss:.3f})"
+    if verdict.kind == "budget":
+        return "stopped by the time budget"
+    if verdict.kind == "signal":
+        return signal_description(verdict.signum or 15)
+    return "stopped after an error of the search"
+
+
 def ui_lines(link) -> list[str]:
     """Where to see the runs (a fmtrain.tracking.ui.UiLink, or None): the command that serves
     a local store, then the address to open."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -39,7 +38,8 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from fmtrain import engines, stopping
-from fmtrain.errors import Stopped, one_line
+from fmtrain.errors import one_line
+from fmtrain.gate import Gate, Verdict
 
 # Import this module after engines.ray_environment(): Ray reads its variables when imported.
 
@@ -48,15 +48,6 @@ from fmtrain.errors import Stopped, one_line
 GRACE_EPOCHS = 2
 REDUCTION_FACTOR = 3
 TRIAL_NUMBER_KEY = "fmtrain_trial_number"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Why Tune stopped a trial before it ended by itself."""
-
-    kind: str  # "pruned" (ASHA), "budget" (the time budget), "signal", "aborted" (an error)
-    epoch: int | None = None  # the last epoch trained (0-based), for "pruned"
-    signum: int | None = None  # for "signal"
 
 
 @dataclass
@@ -68,56 +59,6 @@ class TrialEnd:
     result: dict = field(default_factory=dict)  # the last result reported
     verdict: Verdict | None = None
     error: str | None = None
-
-
-class Gate:
-    """Between a trial's training thread and its trainable: the thread hands over each epoch's
-    metrics and waits; ``proceed()`` lets it train the next epoch, ``stop()`` ends it."""
-
-    def __init__(self):
-        self.results: queue.Queue = queue.Queue()
-        self._go = threading.Semaphore(0)
-        self.verdict: Verdict | None = None
-
-    def epoch_end(self, epoch: int, metrics: dict, last: bool) -> Verdict | None:
-        """In the training thread: report ``epoch`` (``last``: training ends after it anyway)
-        and wait; None means train on."""
-        self.results.put(("epoch", epoch, metrics, last))
-        self._go.acquire()
-        return self.verdict
-
-    def proceed(self) -> None:
-        self._go.release()
-
-    def stop(self, verdict: Verdict) -> None:
-        self.verdict = verdict
-        self._go.release()
-
-
-def gate_callback(gate: Gate, on_stopped: Callable[[Verdict], None]):
-    """A Keras callback that waits at ``gate`` after each epoch (after the epoch's metrics were
-    logged) and stops training as the verdict says: at the end of this epoch for a pruned or
-    out-of-budget trial (``on_stopped`` records why), at once for a signal or an error. An epoch
-    after which training ends anyway (EarlyStopping, the last epoch) is reported as the last, and
-    a verdict on it changes nothing: the trial ended by itself."""
-    import keras
-
-    class _AtGate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            metrics = {key: float(value) for key, value in (logs or {}).items()}
-            last = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", epoch + 2)
-            verdict = gate.epoch_end(epoch, metrics, last)
-            if verdict is None:
-                return
-            if verdict.kind == "signal":
-                raise Stopped(verdict.signum)
-            if verdict.kind == "aborted":
-                raise RuntimeError("the search stopped this trial after an error of its own")
-            if not last:
-                on_stopped(Verdict(verdict.kind, epoch))
-            self.model.stop_training = True
-
-    return _AtGate()
 
 
 @ray.remote(num_cpus=0)
@@ -176,13 +117,12 @@ class Trial(tune.Trainable):
         stopped = {}
         if self.stepped:
             verdict = ray.get(self.verdicts.pending.remote(self.trial_id))
-            if verdict is not None and verdict.kind in ("pruned", "budget"):  # the run ends itself
+            if verdict is not None and verdict.kind in ("pruned", "budget"):
+                # The thread stops training at the epoch it waits after and ends its run: the
+                # next thing it hands over is its end.
                 if not self.last:
                     stopped = {"stopped_by": verdict.kind}
                 self.gate.stop(verdict)
-                while self.gate.results.get()[0] != "end":
-                    pass
-                self.gate.results.put(("end",))
             else:
                 self.gate.proceed()
         self.stepped = True

@@ -183,6 +183,15 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def ray_env(store: str, ray_tmp: str, **extra) -> dict:
+    """The environment of a command that starts its own local Ray instance in ``ray_tmp`` and
+    logs to ``store``: no ``mlflow run`` run and no cluster inherited from this process."""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp, **extra)
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
 @pytest.fixture
 def ray_tmp():
     """A short temporary folder for the Ray instances a test starts (Ray's socket paths must stay

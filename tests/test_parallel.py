@@ -9,14 +9,7 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from conftest import Process, all_runs, processes_mentioning
-
-
-def env_for(store, ray_tmp, **extra):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp, **extra)
-    env.pop("MLFLOW_RUN_ID", None)
-    env.pop("RAY_ADDRESS", None)
-    return env
+from conftest import Process, all_runs, processes_mentioning, ray_env
 
 
 def parent_and_children(experiment="fashion-mnist"):
@@ -42,7 +35,7 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
     results = {}
     for workers in ("1", "2"):
         done = subprocess.run(common + ["--workers", workers, "--experiment", f"workers-{workers}"],
-                              capture_output=True, text=True, env=env_for(store, ray_tmp), cwd=tmp_path,
+                              capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path,
                               timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         parent, children = parent_and_children(f"workers-{workers}")
@@ -69,7 +62,7 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
 def test_a_killed_worker_leaves_its_child_killed_and_the_sweep_goes_on(store, tmp_path, real_data_dir, ray_tmp):
     argv = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "30",
             "--patience", "none", "--workers", "2", "--data_dir", str(real_data_dir)]
-    job = Process(argv, env=env_for(store, ray_tmp), cwd=tmp_path)
+    job = Process(argv, env=ray_env(store, ray_tmp), cwd=tmp_path)
     # Ray prefixes each worker's lines with its task and process: "(adam pid=1234) Epoch 2/30".
     worker = int(re.search(r"\(adam pid=(\d+)\) ", job.expect("(adam pid=")).group(1))
     job.expect(f"(adam pid={worker}) Epoch 2/30")
@@ -89,7 +82,7 @@ def test_a_killed_worker_leaves_its_child_killed_and_the_sweep_goes_on(store, tm
     # --resume keeps the FINISHED child and trains the killed one again, in the same parent.
     resumed = subprocess.run(["fmtrain", "sweep", "--resume", parent.info.run_id, "--workers", "2", "--quiet",
                               "--data_dir", str(real_data_dir)], capture_output=True, text=True,
-                             env=env_for(store, ray_tmp), cwd=tmp_path, timeout=600)
+                             env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"[1/2] rmsprop-val ... kept (run {by_name['rmsprop-val'].info.run_id} FINISHED)" in resumed.stdout
     assert "[2/2] adam ... val_loss" in resumed.stdout
@@ -103,7 +96,7 @@ def test_sigterm_to_a_parallel_sweep_ends_parent_and_children_killed(store, tmp_
     temp.mkdir()
     job = Process(["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "100",
                    "--patience", "none", "--workers", "2", "--data_dir", str(real_data_dir)],
-                  env=env_for(store, ray_tmp, TMPDIR=str(temp)), cwd=tmp_path)
+                  env=ray_env(store, ray_tmp, TMPDIR=str(temp)), cwd=tmp_path)
     training = set()
     while training != {"rmsprop-val", "adam"}:  # both children are in fit()
         training.add(re.search(r"\((\S+) pid=\d+\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))

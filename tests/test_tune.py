@@ -2,7 +2,6 @@
 sqlite store the trials share), with a real signal."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,21 +13,14 @@ from mlflow.tracking import MlflowClient
 from fmtrain import configs, search
 from fmtrain.errors import signal_description
 
-from conftest import PROJECT, Process, all_runs, processes_mentioning
+from conftest import PROJECT, Process, all_runs, processes_mentioning, ray_env
 
 SPACE_NAMES = ["learning_rate", "dropout_rate", "units", "batch_size", "optimizer"]
 
 
-def env_for(store, ray_tmp, **extra):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp, **extra)
-    env.pop("MLFLOW_RUN_ID", None)
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def tune(args, store, ray_tmp, cwd, timeout=900, **extra):
     return subprocess.run(["fmtrain", "tune", *args], capture_output=True, text=True,
-                          env=env_for(store, ray_tmp, **extra), cwd=cwd, timeout=timeout)
+                          env=ray_env(store, ray_tmp, **extra), cwd=cwd, timeout=timeout)
 
 
 def parent_and_trials(experiment="fashion-mnist"):
@@ -167,7 +159,7 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
     assert "registered as fm-tune version 1, alias champion" in done.stdout
     evaluated = subprocess.run(["fmtrain", "evaluate", "--model_uri", "models:/fm-tune@champion", "--data_dir",
                                 str(real_data_dir)], capture_output=True, text=True,
-                               env=env_for(store, ray_tmp), cwd=tmp_path, timeout=600)
+                               env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "evaluated models:/fm-tune@champion (fm-tune version 1) on 10000 test images" in evaluated.stdout
     assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the search
@@ -183,7 +175,7 @@ def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir, ray_tm
         ["mlflow", "run", str(PROJECT), "-e", "tune", "--env-manager", "local", "--experiment-name", "second",
          "-P", "trials=3", "-P", "seed=7", "-P", "max_concurrent=1", "-P", "limit=500", "-P", "epochs=2",
          "-P", f"data_dir={real_data_dir}"],
-        capture_output=True, text=True, env=env_for(store, ray_tmp), cwd=tmp_path, timeout=900)
+        capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=900)
     assert project.returncode == 0, project.stdout[-3000:] + project.stderr[-3000:]
     found = {}
     for experiment in ("first", "second"):
@@ -229,7 +221,7 @@ def test_a_signal_to_a_search_ends_the_parent_and_its_trials(signum, status, cod
                                                              real_data_dir, ray_tmp):
     job = Process(["fmtrain", "tune", "--trials", "4", "--max-concurrent", "2", "--limit", "1000", "--epochs",
                    "100", "--patience", "none", "--data_dir", str(real_data_dir)],
-                  env=env_for(store, ray_tmp), cwd=tmp_path)
+                  env=ray_env(store, ray_tmp), cwd=tmp_path)
     training = set()
     while len(training) < 2:  # two trials are in fit(), each in its own worker
         training.add(re.search(r"\(\w+ pid=(\d+)\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))

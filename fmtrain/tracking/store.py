@@ -183,6 +183,15 @@ def is_server() -> bool:
     return urlparse(tracking_uri()).scheme in ("http", "https")
 
 
+def check_cluster_store(ray_address: str | None) -> None:
+    """A Ray cluster's nodes log to the store too: refuse, in one line, a store only this machine
+    can reach (a sqlite file, a folder)."""
+    if ray_address and not is_server():
+        raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
+                         f"{tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
+                         "(README: Team setup)")
+
+
 def worker_environment() -> dict[str, str]:
     """The environment a run in another process (a Ray worker) needs to use this store as this
     process does: the tracking URI (a local file's path made absolute, since a worker's working

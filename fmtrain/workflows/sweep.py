@@ -90,10 +90,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     pairs = [(name, seed) for name in names for seed in seed_list]
     to_train = [pair for pair in pairs if pair not in kept and not isinstance(resolved[pair[0]], ValueError)]
     placement = engines.plan(workers, ray_address, len(to_train))
-    if placement.address and not store.is_server():
-        raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
-                         f"{store.tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
-                         "(README: Team setup)")
+    store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
     store.open_store(experiment, experiment_id=experiment_id)
     params = {} if resume else {"configs": requested or "all",  # a resumed parent has its params

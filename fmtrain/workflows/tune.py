@@ -14,9 +14,9 @@ import importlib.util
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from fmtrain import backend, configs, data, engines, search, trials
+from fmtrain import backend, configs, data, engines, search, terminal, trials
 from fmtrain.errors import RunStopped, Stopped, signal_description
 from fmtrain.trials import TrialRow
 from fmtrain.workflows.train import register_finished, train_run
@@ -49,13 +49,13 @@ class SearchOutcome:
     seconds: float
     registered_version: str | None = None
     link: object = None  # fmtrain.tracking.ui.UiLink
-    failures: list[int] = field(default_factory=list)
 
 
 def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
     """One trial, in a Ray worker: ``train_run`` with ``settings``, waiting at ``gate`` after each
     epoch; returns the kept model's final scores (the search's objective is final val_loss)."""
     from fmtrain import tune_engine
+    from fmtrain.gate import gate_callback
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs
 
@@ -73,7 +73,7 @@ def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
     outcome = train_run(config, job.config_name, splits, parent_run_id=job.parent_run_id,
                         verbose=job.verbose, run_name=f"trial-{number:02d}",
                         tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
-                        gates=[tune_engine.gate_callback(gate, stopped)])
+                        gates=[gate_callback(gate, stopped)])
     metrics = outcome.result.metrics
     return {"val_loss": metrics["final_val_loss"], "val_accuracy": metrics["final_val_accuracy"],
             "run_id": outcome.run_id}
@@ -117,10 +117,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
         raise ValueError("fmtrain tune runs its trials on Ray Tune with Optuna, which are not "
                          "installed; install them with `pip install 'fmtrain[ray]'`")
     placement = engines.plan_on_ray(max_concurrent, ray_address, trials_wanted)
-    if placement.address and not store.is_server():
-        raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
-                         f"{store.tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
-                         "(README: Team setup)")
+    store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, base.limit)
     store.open_store(experiment)
     names = list(space)
@@ -157,8 +154,8 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
             if end.error is not None:  # the run holds the error as its own code recorded it
                 with contextlib.suppress(Exception):
                     end.error = _trial_error(parent_id, end.number) or end.error
-            echo(f"[{count}/{trials_wanted}] trial-{end.number:02d} "
-                 f"({_settings_text(end.config, names)}) ... {_end_text(end)}")
+            settings = {name: configs.format_value(_plain(end.config.get(name))) for name in names}
+            echo(terminal.trial_line(count, trials_wanted, end.number, settings, terminal.trial_end_text(end)))
 
         try:
             _, signum = tune_engine.search(
@@ -178,40 +175,15 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
         for row in rows:  # trials that ended as the search did (its time budget) get their line too
             if row.number not in shown:
                 shown.add(row.number)
-                echo(f"[{len(shown)}/{trials_wanted}] trial-{row.number:02d} "
-                     f"({trials.settings_text(row.settings)}) ... {row.outcome}")
+                echo(terminal.trial_line(len(shown), trials_wanted, row.number, row.settings, row.outcome))
         best = trials.best_row(rows)
         log_search(parent_id, rows, best, space, seed=base.seed)
     outcome = SearchOutcome(parent_id, rows, best, names, time.perf_counter() - start,
-                            link=ui.ui_link(parent_id),
-                            failures=[row.number for row in rows if row.status != "FINISHED"])
+                            link=ui.ui_link(parent_id))
     if register_best and best is not None:
         outcome.registered_version = register_finished(best.run_id, register_best,
                                                        alias=alias or tags.CHAMPION_ALIAS)
     return outcome
-
-
-def _settings_text(config: dict, names: list[str]) -> str:
-    parts = []
-    for name in names:
-        value = _plain(config.get(name))
-        parts.append(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}")
-    return ", ".join(parts)
-
-
-def _end_text(end) -> str:
-    loss = end.result.get("val_loss")
-    if end.error:
-        return f"FAILED: {end.error}"
-    if end.verdict is not None and end.verdict.kind == "pruned":
-        return f"pruned after epoch {end.verdict.epoch} (val_loss {loss:.3f})"
-    if end.verdict is not None and end.verdict.kind == "budget":
-        return "stopped by the time budget"
-    if end.verdict is not None and end.verdict.kind == "signal":
-        return signal_description(end.verdict.signum or 15)
-    if end.verdict is not None:
-        return "stopped after an error of the search"
-    return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
 
 
 def _trial_error(parent_id: str, number: int) -> str | None:
@@ -278,7 +250,7 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, spac
     history = plots.history_figure([(row.number, row.final_val_loss,
                                      "complete" if row.complete else row.stopped_by) for row in finished])
     # Importance over the complete trials only: a pruned trial's loss is an early epoch's.
-    scored = [({name: _typed(name, row.settings[name]) for name in names}, row.final_val_loss)
+    scored = [({name: configs.parse_value(name, row.settings[name]) for name in names}, row.final_val_loss)
               for row in finished if row.complete]
     importance = search.importances(space, scored, seed=seed)
     markdown = trials.to_markdown(rows, names, best)
@@ -309,6 +281,3 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, spac
                                 IMPORTANCE_FIGURE: plots.importance_figure(importance)},
                        metrics=metrics, params=params, tags=marks, description="\n".join(lines))
 
-
-def _typed(name: str, text: str):
-    return configs.parse_value(name, text)
