@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmtrain import configs
+from fmtrain.learning import configs
 
 
 def load_data(directory: Path):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from fmtrain import data
+from fmtrain.learning import data
 
 
 def main() -> None:

@@ -8,14 +8,14 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from fmtrain import data
+from fmtrain.learning import data
 
 from conftest import all_runs
 
 
 def train_in_fresh_process(argv, store, cwd):
     """`fmtrain ARGV` in a new process; returns its stdout and the heavy modules it imported."""
-    code = ("import sys\nfrom fmtrain.cli import main\ncode = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom fmtrain.cli.app import main\ncode = main(sys.argv[1:])\n"
             "print('MODULES', sorted(m for m in ('tensorflow', 'jax') if m in sys.modules))\n"
             "sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=cwd,

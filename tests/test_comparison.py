@@ -1,4 +1,4 @@
-from fmtrain import comparison
+from fmtrain.analysis import comparison
 from fmtrain.tracking.queries import RunRecord
 
 

@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from fmtrain import configs
-from fmtrain.configs import DEFAULT, TrainConfig
+from fmtrain.learning import configs
+from fmtrain.learning.configs import DEFAULT, TrainConfig
 
 
 def test_default_is_the_chapters_final_model():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from fmtrain import data
-from fmtrain.data import DataError
+from fmtrain.learning import data
+from fmtrain.learning.data import DataError
 
 from conftest import make_dataset, write_idx
 

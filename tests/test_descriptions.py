@@ -1,7 +1,8 @@
 """The descriptions the MLflow UI shows: headline first, in plain text; the chapter's story after."""
 
-from fmtrain import configs, descriptions
-from fmtrain.comparison import SummaryRow
+from fmtrain.analysis import descriptions
+from fmtrain.analysis.comparison import SummaryRow
+from fmtrain.learning import configs
 
 SCORES = {"final_val_loss": 0.32271, "final_val_accuracy": 0.88317, "stopped_epoch": 11.0,
           "best_epoch": 9.0, "fit_seconds": 16.0}

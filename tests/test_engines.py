@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from fmtrain import engines, errors, stopping
+from fmtrain import errors
+from fmtrain.execution import engines, signals
 
 
 @pytest.fixture
@@ -90,6 +91,6 @@ def test_errors_cross_processes_whole():
 
 def test_signals_are_only_recorded_while_waiting_in_native_code():
     received = []
-    with stopping.recorded(received):
+    with signals.recorded(received):
         signal.raise_signal(signal.SIGHUP)
     assert received == [signal.SIGHUP]

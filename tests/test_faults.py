@@ -217,8 +217,8 @@ def test_a_store_gone_for_good_names_the_run_and_exits_1(tracking_server, tmp_pa
 
 
 def test_a_store_that_refuses_the_error_tag_keeps_the_original_error(store, tiny_data_dir, monkeypatch, capsys):
-    from fmtrain import training
-    from fmtrain.cli import main
+    from fmtrain.cli.app import main
+    from fmtrain.learning import training
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while saving")
@@ -261,7 +261,7 @@ def test_four_first_starts_at_once_on_a_new_store_all_finish(tmp_path, real_data
 
 
 def test_a_loss_that_becomes_nan_fails_the_run(store, real_data_dir, capsys):
-    from fmtrain.cli import main
+    from fmtrain.cli.app import main
 
     assert main(["train", "--config", "adam", "--optimizer", "sgd", "--learning_rate", "1e12",
                  "--limit", "500", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir)]) == 1

@@ -1,7 +1,8 @@
 import numpy as np
 
-from fmtrain import metrics
-from fmtrain.data import CLASS_NAMES
+from fmtrain.analysis import figures
+from fmtrain.learning import scoring
+from fmtrain.learning.data import CLASS_NAMES
 
 
 def test_scores_match_an_independent_computation():
@@ -10,7 +11,7 @@ def test_scores_match_an_independent_computation():
     probabilities = rng.dirichlet(np.ones(10), size=200)
     probabilities[np.arange(150), labels[:150]] += 2.0  # 150 right, the rest at random
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    result = metrics.score(probabilities, labels)
+    result = scoring.score(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
     assert result.metrics["test_accuracy"] == np.mean(predicted == labels)
     loss = -np.mean(np.log(probabilities[np.arange(200), labels]))
@@ -28,10 +29,10 @@ def test_scores_match_an_independent_computation():
 def test_figures_name_the_classes():
     labels = np.arange(20) % 10
     probabilities = np.eye(10)[(labels + 1) % 10]  # every prediction wrong
-    result = metrics.score(probabilities, labels)
-    figures = metrics.figures(result, np.zeros((20, 28, 28)), labels)
-    assert set(figures) == {"confusion-matrix.png", "misclassified.png"}
-    ticks = [t.get_text() for t in figures["confusion-matrix.png"].axes[0].get_xticklabels()]
+    result = scoring.score(probabilities, labels)
+    drawn = figures.evaluation_figures(result, np.zeros((20, 28, 28)), labels)
+    assert set(drawn) == {"confusion-matrix.png", "misclassified.png"}
+    ticks = [t.get_text() for t in drawn["confusion-matrix.png"].axes[0].get_xticklabels()]
     assert ticks == list(CLASS_NAMES)
-    titles = [a.get_title() for a in figures["misclassified.png"].axes if a.get_title()]
+    titles = [a.get_title() for a in drawn["misclassified.png"].axes if a.get_title()]
     assert len(titles) == 20 and titles[0] == f"{CLASS_NAMES[labels[0]]}\n-> {CLASS_NAMES[(labels[0] + 1) % 10]}"

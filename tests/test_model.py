@@ -1,8 +1,8 @@
 import keras
 import pytest
 
-from fmtrain import configs
-from fmtrain.model import build_callbacks, build_model, build_optimizer
+from fmtrain.learning import configs
+from fmtrain.learning.model import build_callbacks, build_model, build_optimizer
 
 
 def test_model_is_the_chapters_model_fn():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fmtrain import configs
-from fmtrain.cli import main
+from fmtrain.cli.app import main
+from fmtrain.learning import configs
 
 from conftest import PROJECT, all_runs
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fmtrain import data
-from fmtrain.cli import main
+from fmtrain.cli.app import main
+from fmtrain.learning import data
 
 from conftest import PROJECT, all_runs
 

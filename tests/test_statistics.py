@@ -3,23 +3,23 @@
 import numpy as np
 import pytest
 
-from fmtrain import statistics
+from fmtrain.analysis import intervals
 from fmtrain.tracking.queries import RunRecord
 from fmtrain.workflows import report
 
 
 def test_summary_is_the_mean_with_a_bootstrap_interval_around_it():
     values = [0.30, 0.31, 0.32, 0.29, 0.305]
-    summary = statistics.summarize(values)
+    summary = intervals.summarize(values)
     assert summary.n == 5 and summary.mean == pytest.approx(np.mean(values))
     assert summary.std == pytest.approx(np.std(values, ddof=1))
     assert min(values) <= summary.low < summary.mean < summary.high <= max(values)
-    assert statistics.summarize(values) == summary  # reproducible
-    one = statistics.summarize([0.4])
+    assert intervals.summarize(values) == summary  # reproducible
+    one = intervals.summarize([0.4])
     assert (one.n, one.low, one.high) == (1, 0.4, 0.4) and np.isnan(one.std)
-    assert statistics.summarize([0.5, 0.5, 0.5]).low == 0.5
+    assert intervals.summarize([0.5, 0.5, 0.5]).low == 0.5
     with pytest.raises(ValueError, match="no finite values"):
-        statistics.summarize([float("nan"), None])
+        intervals.summarize([float("nan"), None])
 
 
 def test_a_known_real_difference_is_called_real():
@@ -27,9 +27,9 @@ def test_a_known_real_difference_is_called_real():
     seeds = range(42, 47)
     rmsprop = {s: 0.50 + rng.normal(0, 0.01) for s in seeds}
     adam = {s: rmsprop[s] - 0.11 + rng.normal(0, 0.005) for s in seeds}
-    difference = statistics.paired(rmsprop, adam)
+    difference = intervals.paired(rmsprop, adam)
     assert difference.real and difference.high < 0 and difference.mean == pytest.approx(-0.11, abs=0.01)
-    text = statistics.verdict(difference, "final val_loss", "rmsprop-val", "adam")
+    text = intervals.verdict(difference, "final val_loss", "rmsprop-val", "adam")
     assert text.startswith("adam's final val_loss is lower than rmsprop-val's by 0.1")
     assert text.endswith(": a real difference (5 seeds)")
 
@@ -38,18 +38,18 @@ def test_no_difference_is_said_plainly():
     rng = np.random.default_rng(1)
     a = {s: 0.32 + rng.normal(0, 0.01) for s in range(5)}
     b = {s: 0.32 + rng.normal(0, 0.01) for s in range(5)}
-    difference = statistics.paired(a, b)
+    difference = intervals.paired(a, b)
     assert not difference.real and difference.low < 0 < difference.high
-    assert statistics.verdict(difference, "final val_loss", "dropout", "early-stopping").endswith(
+    assert intervals.verdict(difference, "final val_loss", "dropout", "early-stopping").endswith(
         "no difference detectable with 5 seeds")
-    assert "train with --seeds 2 or more" in statistics.verdict(statistics.paired({1: 0.3}, {1: 0.2}), "x", "a", "b")
+    assert "train with --seeds 2 or more" in intervals.verdict(intervals.paired({1: 0.3}, {1: 0.2}), "x", "a", "b")
 
 
 def test_paired_uses_only_the_seeds_both_have():
-    difference = statistics.paired({1: 1.0, 2: 2.0, 3: 9.0}, {1: 2.0, 2: 3.0, 4: 0.0})
+    difference = intervals.paired({1: 1.0, 2: 2.0, 3: 9.0}, {1: 2.0, 2: 3.0, 4: 0.0})
     assert difference.n == 2 and difference.mean == 1.0
     with pytest.raises(ValueError, match="share no seed"):
-        statistics.paired({1: 1.0}, {2: 1.0})
+        intervals.paired({1: 1.0}, {2: 1.0})
 
 
 def _record(config, seed, final, loss_last, best, epochs):
@@ -90,7 +90,7 @@ def test_the_report_answers_the_chapters_questions():
 def test_a_sweep_with_three_seeds_nests_its_runs_and_reports_from_the_store(store, tmp_path, real_data_dir, capsys):
     from mlflow.tracking import MlflowClient
 
-    from fmtrain.cli import main
+    from fmtrain.cli.app import main
 
     from conftest import all_runs
 
@@ -123,7 +123,7 @@ def test_a_sweep_with_three_seeds_nests_its_runs_and_reports_from_the_store(stor
 
 
 def test_train_with_seeds_makes_a_parent_and_bad_seeds_are_refused(store, real_data_dir, capsys):
-    from fmtrain.cli import main
+    from fmtrain.cli.app import main
 
     from conftest import all_runs
 

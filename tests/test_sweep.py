@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fmtrain import configs
-from fmtrain.cli import main
+from fmtrain.cli.app import main
+from fmtrain.learning import configs
 
 from conftest import PROJECT, all_runs
 
@@ -88,7 +88,7 @@ def test_a_failing_configuration_fails_alone(store, real_data_dir, capsys):
 
 
 def test_a_configuration_failing_while_training_fails_alone(store, real_data_dir, monkeypatch, capsys):
-    from fmtrain import training
+    from fmtrain.learning import training
 
     real_train = training.train
 

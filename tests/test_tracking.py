@@ -5,8 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from fmtrain import errors
-from fmtrain.tracking import logging as tracked
-from fmtrain.tracking import runs, store
+from fmtrain.tracking import logged, runs, store
 
 from conftest import all_runs
 
@@ -15,10 +14,10 @@ def test_params_already_logged_by_mlflow_run_are_kept_when_they_mean_the_same(st
     mlflow.set_experiment("fashion-mnist")
     with mlflow.start_run() as run:
         mlflow.log_params({"epochs": "5.0", "dropout_rate": "0", "config": "adam"})
-        tracked.log_params(run.info.run_id,
+        logged.log_params(run.info.run_id,
                            {"epochs": "5", "dropout_rate": "0.0", "config": "adam", "seed": "42"})
         with pytest.raises(ValueError, match="param epochs is already logged .* as '5.0' but resolves to '6'"):
-            tracked.log_params(run.info.run_id, {"epochs": "6"})
+            logged.log_params(run.info.run_id, {"epochs": "6"})
     assert MlflowClient().get_run(run.info.run_id).data.params == {
         "epochs": "5.0", "dropout_rate": "0", "config": "adam", "seed": "42"}
 
@@ -31,7 +30,7 @@ def test_a_failure_inside_a_tracked_run_marks_it_failed_and_names_it(store):
     (run,) = all_runs()
     assert run.info.run_id == caught.value.run_id and run.info.status == "FAILED"
     assert run.data.tags["fmtrain.error"] == "KeyError: 'x'" and run.data.params == {"a": "1"}
-    from fmtrain.cli import exit_code
+    from fmtrain.cli.app import exit_code
 
     assert exit_code(caught.value) == 1 and exit_code(ValueError("bad")) == 2
 

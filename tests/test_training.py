@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from fmtrain import configs, data, training
+from fmtrain.learning import configs, data, training
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fmtrain import configs, search
 from fmtrain.errors import signal_description
+from fmtrain.learning import configs
+from fmtrain.tuning import space as spaces
 
 from conftest import PROJECT, Process, all_runs, processes_mentioning, ray_env
 
@@ -33,26 +34,26 @@ def parent_and_trials(experiment="fashion-mnist"):
 # -- the space ---------------------------------------------------------------------------------
 
 def test_the_default_space_is_the_chapters_knobs():
-    space = search.load_space()
+    space = spaces.load_space()
     assert list(space) == SPACE_NAMES
     assert space["learning_rate"].log and space["units"].whole and space["units"].log
     assert space["batch_size"].choices == (32, 64, 128, 256)
     assert space["optimizer"].choices == ("adam", "rmsprop")
-    dists = search.optuna_distributions(space)
+    dists = spaces.optuna_distributions(space)
     assert type(dists["units"]).__name__ == "IntDistribution"
     assert type(dists["learning_rate"]).__name__ == "FloatDistribution" and dists["learning_rate"].log
     assert type(dists["optimizer"]).__name__ == "CategoricalDistribution"
     # Every end of every range is a configuration that trains.
-    search.check_against(space, configs.resolve("early-stopping"))
+    spaces.check_against(space, configs.resolve("early-stopping"))
 
 
 def test_a_space_file_in_json_or_yaml(tmp_path):
     data = {"units": {"low": 16, "high": 64}, "optimizer": {"choices": ["adam", "sgd"]}}
     (tmp_path / "space.json").write_text(json.dumps(data))
     (tmp_path / "space.yaml").write_text("units: {low: 16, high: 64}\noptimizer:\n  choices: [adam, sgd]\n")
-    from_json, from_yaml = search.load_space(tmp_path / "space.json"), search.load_space(tmp_path / "space.yaml")
+    from_json, from_yaml = spaces.load_space(tmp_path / "space.json"), spaces.load_space(tmp_path / "space.yaml")
     assert from_json == from_yaml and list(from_json) == ["units", "optimizer"]
-    assert search.to_data(from_json) == data
+    assert spaces.to_data(from_json) == data
 
 
 @pytest.mark.parametrize("data, message", [
@@ -70,15 +71,15 @@ def test_a_space_file_in_json_or_yaml(tmp_path):
 ])
 def test_a_bad_space_is_refused_in_one_line(data, message):
     with pytest.raises(ValueError) as error:
-        search.parse_space(data)
+        spaces.parse_space(data)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_range_the_configuration_cannot_train_is_refused():
-    space = search.parse_space({"dropout_rate": {"low": 0.0, "high": 1.0}})
+    space = spaces.parse_space({"dropout_rate": {"low": 0.0, "high": 1.0}})
     with pytest.raises(ValueError, match=r"the search space's dropout_rate range cannot be trained: "
                                          r"dropout_rate must be in \[0, 1\), got 1.0"):
-        search.check_against(space, configs.resolve("early-stopping"))
+        spaces.check_against(space, configs.resolve("early-stopping"))
 
 
 def test_show_space_prints_the_space_as_a_table_and_as_json(tmp_path):
@@ -87,7 +88,7 @@ def test_show_space_prints_the_space_as_a_table_and_as_json(tmp_path):
     assert "| units | whole numbers 32 to 512, log scale | 100 |" in done.stdout
     assert "| learning_rate | numbers 0.0001 to 0.01, log scale | Keras's default |" in done.stdout
     shown = json.loads(done.stdout[done.stdout.index("{"):])
-    assert search.parse_space(shown) == search.load_space()
+    assert spaces.parse_space(shown) == spaces.load_space()
     assert list(tmp_path.iterdir()) == []  # no store opened, nothing written
 
 
@@ -117,7 +118,7 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
     # The parent: the space, the settings, the best trial's settings and scores, tables and figures.
     assert parent.info.status == "FINISHED" and parent.info.run_name == "tune"
     assert parent.data.params["trials"] == "6" and parent.data.params["max_concurrent"] == "2"
-    assert json.loads(parent.data.params["space"]) == search.to_data(search.load_space())
+    assert json.loads(parent.data.params["space"]) == spaces.to_data(spaces.load_space())
     client = MlflowClient()
     assert {a.path for a in client.list_artifacts(parent_id)} == {
         "trials.csv", "trials.md", "space.json", "optimisation-history.png", "param-importance.png"}
@@ -135,7 +136,7 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
                                                       ["limit", "epochs", *SPACE_NAMES]}).to_params()
         assert set(params) == set(expected) | {"config", "data_source", "train_size", "val_size"}
         assert {key: params[key] for key in expected} == expected
-        space = search.load_space()
+        space = spaces.load_space()
         assert space["learning_rate"].low <= float(params["learning_rate"]) <= space["learning_rate"].high
         assert 32 <= int(params["units"]) <= 512 and params["optimizer"] in ("adam", "rmsprop")
         assert {"model-whole.keras", "history.csv", "loss-curve.png"} <= \

@@ -3,10 +3,11 @@
 - ``names``: tags, experiment, model and artifact names (imports nothing);
 - ``store``: opening the tracking store, "not found", reading one run;
 - ``runs``: run lifecycle: start or resume, end with a status, errors as tags;
-- ``logging``: params, metrics, artifacts, figures, the logged model and descriptions;
+- ``logged``: params, metrics, artifacts, figures, the logged model and descriptions;
 - ``queries``: typed records read back from the store, for comparison;
 - ``registry``: register and describe models, move aliases, resolve and load models;
 - ``ui``: where the MLflow UI shows a run, and the command that serves a local store.
 
-Nothing here imports fmtrain's workflows or command line.
+May import ``learning``, ``analysis``' records and ``errors``; never the workflows or the
+command line.
 """

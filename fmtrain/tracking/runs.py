@@ -28,8 +28,7 @@ from fmtrain.errors import (
     one_line,
     signal_description,
 )
-from fmtrain.tracking import logging as tracked
-from fmtrain.tracking import queries, store
+from fmtrain.tracking import logged, queries, store
 from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PROCESS_TAG
 
 HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
@@ -79,7 +78,7 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     try:
         MlflowClient().set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
         heartbeat = _Heartbeat(run_id)
-        tracked.log_params(run_id, params)
+        logged.log_params(run_id, params)
         yield run_id
     except BaseException as error:
         if heartbeat is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fmtrain import backend as keras_backend
-from fmtrain import data, descriptions
+from fmtrain.analysis import descriptions
+from fmtrain.learning import backend as keras_backend
+from fmtrain.learning import data
 
 
 @dataclass
@@ -13,7 +14,7 @@ class EvaluationOutcome:
     """An evaluation run: the model evaluated, its test results and the run that records them."""
 
     resolved: object  # fmtrain.tracking.registry.ResolvedModel
-    evaluation: object  # fmtrain.metrics.Evaluation
+    evaluation: object  # fmtrain.learning.scoring.Evaluation
     run_id: str
     test_size: int
 
@@ -57,21 +58,21 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     resolved = registry.resolve(model_uri)
     images, labels, source = data.load_test(data_dir)
     keras_backend.use(backend)
-    from fmtrain import metrics
-    from fmtrain.tracking import logging as tracked
-    from fmtrain.tracking import names, runs
+    from fmtrain.analysis import figures
+    from fmtrain.learning import scoring
+    from fmtrain.tracking import logged, names, runs
 
     model = registry.load_keras_model(resolved.uri)
-    evaluation = metrics.evaluate(model, images, labels)
+    evaluation = scoring.evaluate(model, images, labels)
     name = f"evaluate {resolved.name}/v{resolved.version}" if resolved.name else "evaluate"
     params = {"model_uri": resolved.uri, "data_source": source,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
               "source_run_id": resolved.run_id or "none"}
     with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
-        tracked.log_evaluation(evaluation.metrics, evaluation.per_class_csv(),
-                               metrics.figures(evaluation, images, labels), model_id=resolved.model_id)
+        logged.log_evaluation(evaluation.metrics, evaluation.per_class_csv(),
+                               figures.evaluation_figures(evaluation, images, labels), model_id=resolved.model_id)
         version = f"{resolved.name} version {resolved.version}" if resolved.name else ""
-        tracked.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.metrics, version))
+        logged.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.metrics, version))
     if resolved.version and resolved.run_id:  # the version's description gains its test scores
         registry.describe_version(resolved.name, resolved.version,
                                   _version_text(resolved.run_id, evaluation.metrics, run_id))

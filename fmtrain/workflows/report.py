@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from fmtrain import statistics
+from fmtrain.analysis import intervals
 
 REPORT_FILE = "chapter-report.md"
 BANDS_FIGURE = "report-val-loss-bands.png"
@@ -55,7 +55,7 @@ class Aggregate:
 
     config: str
     seeds: list[int]
-    summaries: dict[str, statistics.Summary]
+    summaries: dict[str, intervals.Summary]
     val_loss_curves: list[list[float]]
 
 
@@ -67,7 +67,7 @@ class Answer:
     a: str
     b: str
     verdicts: list[str]
-    differences: list[statistics.Difference] = field(default_factory=list)
+    differences: list[intervals.Difference] = field(default_factory=list)
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ChapterReport:
     parent_run_id: str
     seeds: list[int]
     aggregates: dict[str, Aggregate]
-    steps: list[tuple[str, tuple[float, float], statistics.Summary | None, bool | None]]
+    steps: list[tuple[str, tuple[float, float], intervals.Summary | None, bool | None]]
     answers: list[Answer]
     settings: dict[str, str]
 
@@ -112,13 +112,13 @@ def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
         for name in AGGREGATED:
             values = [r.metrics.get(name) for r in runs.values()]
             if any(v is not None for v in values):
-                summaries[name] = statistics.summarize(values)
+                summaries[name] = intervals.summarize(values)
         aggregates[config] = Aggregate(config, sorted(runs), summaries,
                                        [r.curves.get("val_loss") or [] for r in runs.values()])
     steps = []
     for step, config, name, low, high in CHAPTER_BAND:
         values = [r.metrics.get(name) for r in by_config.get(config, {}).values()]
-        summary = statistics.summarize(values) if any(v is not None for v in values) else None
+        summary = intervals.summarize(values) if any(v is not None for v in values) else None
         inside = None if summary is None else low <= summary.mean <= high
         steps.append((step, (low, high), summary, inside))
     answers = []
@@ -129,9 +129,9 @@ def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
         for what, value in measures:
             pairs = [{seed: value(r) for seed, r in by_config[c].items() if value(r) is not None}
                      for c in (a, b)]
-            difference = statistics.paired(*pairs)
+            difference = intervals.paired(*pairs)
             answer.differences.append(difference)
-            answer.verdicts.append(statistics.verdict(difference, what, a, b))
+            answer.verdicts.append(intervals.verdict(difference, what, a, b))
         answers.append(answer)
     seeds = sorted({seed for runs in by_config.values() for seed in runs})
     return ChapterReport(parent_run_id, seeds, aggregates, steps, answers, dict(settings or {}))
@@ -171,11 +171,11 @@ def to_markdown(report: ChapterReport) -> str:
 
 def figures(report: ChapterReport) -> dict:
     """The bands figure and the dot-and-interval figure, by file name."""
-    from fmtrain import plots
+    from fmtrain.analysis import figures
 
     return {
-        BANDS_FIGURE: plots.band_figure({c: a.val_loss_curves for c, a in report.aggregates.items()}),
-        INTERVALS_FIGURE: plots.interval_figure(
+        BANDS_FIGURE: figures.band_figure({c: a.val_loss_curves for c, a in report.aggregates.items()}),
+        INTERVALS_FIGURE: figures.interval_figure(
             {c: {m: a.summaries[m] for m in ("final_val_loss", "final_val_accuracy") if m in a.summaries}
              for c, a in report.aggregates.items()}),
     }
@@ -186,8 +186,7 @@ def report(parent_run_id: str, *, output=None, log: bool = True) -> ChapterRepor
     ``log``) log it on the parent run and set it as the parent's description."""
     from pathlib import Path
 
-    from fmtrain.tracking import logging as tracked
-    from fmtrain.tracking import store
+    from fmtrain.tracking import logged, store
 
     store.open_store(select=False)
     chapter = build(parent_run_id)
@@ -200,5 +199,5 @@ def report(parent_run_id: str, *, output=None, log: bool = True) -> ChapterRepor
         for name, figure in drawn.items():
             figure.savefig(folder / name)
     if log:
-        tracked.log_report(parent_run_id, REPORT_FILE, text, drawn)
+        logged.log_report(parent_run_id, REPORT_FILE, text, drawn)
     return chapter

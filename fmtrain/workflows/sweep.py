@@ -12,10 +12,12 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fmtrain import comparison, configs, data, descriptions, engines
-from fmtrain.comparison import SummaryRow
+from fmtrain.analysis import comparison, descriptions
+from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
-from fmtrain.workflows import children
+from fmtrain.execution import engines
+from fmtrain.learning import configs, data
+from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
 
 
@@ -107,7 +109,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     with engines.start(placement, store.worker_environment()) as engine, \
             runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
                              description=started) as parent_id:
-        jobs = [children.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
+        jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
                                   resolved[name], kept.get((name, seed)), verbose)
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
@@ -131,7 +133,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     return result
 
 
-def _run_children(engine, jobs: list[children.ChildJob], splits: data.Splits,
+def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
                   echo: Callable[[str], None]) -> list[str]:
     """Each child of ``jobs`` on ``engine``, with a line as each one ends; returns the names of
     those that failed.
@@ -144,7 +146,7 @@ def _run_children(engine, jobs: list[children.ChildJob], splits: data.Splits,
 
     failures: list[str] = []
 
-    def show(job: children.ChildJob, result: children.ChildResult) -> None:
+    def show(job: sweep_jobs.ChildJob, result: sweep_jobs.ChildResult) -> None:
         label = f"[{job.index + 1}/{len(jobs)}] {job.run_name}"
         if result.kept:
             echo(f"{label} ... kept (run {result.run_id} FINISHED)")
@@ -157,16 +159,16 @@ def _run_children(engine, jobs: list[children.ChildJob], splits: data.Splits,
     sent = [job for job in jobs if job.trains] if engine.parallel else jobs
     for job in jobs:
         if job not in sent:
-            show(job, children.run_child(job, splits))
+            show(job, sweep_jobs.run_child(job, splits))
     parent_id = jobs[0].parent_run_id if jobs else None
     known = set(queries.child_run_ids(parent_id)) if engine.parallel and sent else set()
     try:
-        with contextlib.closing(engine.run(children.run_child, sent, splits,
+        with contextlib.closing(engine.run(sweep_jobs.run_child, sent, splits,
                                            [job.run_name for job in sent])) as done:
             for outcome in done:
                 job = sent[outcome.index]
                 show(job, outcome.value if outcome.error is None
-                     else children.record_lost(job, outcome.error, known))
+                     else sweep_jobs.record_lost(job, outcome.error, known))
     except Stopped as stop:
         ended = runs.end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
         if not ended:
@@ -238,9 +240,8 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
 def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
     """Log a comparison built by ``compare`` on the sweep's parent run, and describe the parent
     with it (what it ran, the best child, the table)."""
-    from fmtrain.tracking import logging as tracked
+    from fmtrain.tracking import logged, queries
     from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries
 
     parent = queries.run_state(parent_run_id)
     ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
@@ -249,5 +250,5 @@ def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
                 if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
     seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
     markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
-    tracked.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,
+    logged.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,
                            descriptions.sweep_description(ran, settings, markdown, best, seeds=seeds))

@@ -11,11 +11,13 @@ import errno
 import tempfile
 from dataclasses import dataclass
 
-from fmtrain import backend, configs, data, descriptions
-from fmtrain.configs import TrainConfig
+from fmtrain.analysis import descriptions
 from fmtrain.errors import RunEnded, one_line
+from fmtrain.execution import signals
+from fmtrain.learning import backend, configs, data
+from fmtrain.learning.configs import TrainConfig
 
-LOADS = ("loss", "accuracy")
+CURVES = ("loss", "accuracy")  # each drawn as a figure, with its val_ twin
 
 
 @dataclass
@@ -49,9 +51,9 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
     keras = backend.use(config.backend)
-    from fmtrain import plots, training
-    from fmtrain.tracking import logging as tracked
-    from fmtrain.tracking import runs
+    from fmtrain.analysis import figures
+    from fmtrain.learning import training
+    from fmtrain.tracking import logged, runs
     from fmtrain.tracking.names import CONFIG_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
@@ -61,17 +63,18 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
                           description=descriptions.run_description(name, settings)) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
-                                    callbacks=[tracked.epoch_logger()], gates=gates)
+                                    callbacks=[logged.epoch_logger()], gates=gates,
+                                    stop_guard=signals.soft_stop)
             # The model first: MLflow links it to the metrics its epoch already holds.
-            logged = tracked.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
-                                       name=name, step=result.kept_epoch)
-            figures = {f"{metric}-curve.png": plots.curve_figure(result.history, metric)
-                       for metric in LOADS}
-            tracked.log_training(run_id, result, figures, logged.model_id)
+            model = logged.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
+                                     name=name, step=result.kept_epoch)
+            curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
+                       for metric in CURVES}
+            logged.log_training(run_id, result, curves, model.model_id)
             headline = {**result.metrics, "stopped_epoch": result.stopped_epoch}
-            tracked.describe_run(run_id, descriptions.run_description(name, settings, headline))
+            logged.describe_run(run_id, descriptions.run_description(name, settings, headline))
     version = register_finished(run_id, register_as) if register_as else None
-    return TrainOutcome(run_id, run_name or name, result, logged.uri, version)
+    return TrainOutcome(run_id, run_name or name, result, model.uri, version)
 
 
 @contextlib.contextmanager

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fmtrain import backend, configs, data, engines, search, terminal, trials
 from fmtrain.errors import RunStopped, Stopped, signal_description
-from fmtrain.trials import TrialRow
+from fmtrain.execution import engines
+from fmtrain.learning import backend, configs, data
+from fmtrain.tuning import space, trials
+from fmtrain.tuning.trials import TrialRow
 from fmtrain.workflows.train import register_finished, train_run
 
 SPACE_FILE = "space.json"
@@ -54,13 +56,13 @@ class SearchOutcome:
 def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
     """One trial, in a Ray worker: ``train_run`` with ``settings``, waiting at ``gate`` after each
     epoch; returns the kept model's final scores (the search's objective is final val_loss)."""
-    from fmtrain import tune_engine
-    from fmtrain.gate import gate_callback
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs
+    from fmtrain.tuning import engine
+    from fmtrain.tuning.verdicts import gate_callback
 
     settings = dict(settings)
-    number = int(settings.pop(tune_engine.TRIAL_NUMBER_KEY))
+    number = int(settings.pop(engine.TRIAL_NUMBER_KEY))
     config = dataclasses.replace(job.base, **{key: _plain(value) for key, value in settings.items()})
 
     def stopped(verdict) -> None:
@@ -99,9 +101,9 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs, store, ui
 
-    space = search.load_space(space_path)
+    searched = space.load_space(space_path)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
-    both = sorted(set(space) & set(typed))
+    both = sorted(set(searched) & set(typed))
     if both:
         raise ValueError(f"{', '.join(both)} is searched (see --show-space) and also given as a "
                          "setting; drop the setting, or the range from the space (--space FILE)")
@@ -112,7 +114,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     base = configs.resolve(config_name, typed)
     if not base.validation:
         raise ValueError("a search compares trials by val_loss: it needs validation=true")
-    search.check_against(space, base)
+    space.check_against(searched, base)
     if not engines.ray_installed() or importlib.util.find_spec("optuna") is None:
         raise ValueError("fmtrain tune runs its trials on Ray Tune with Optuna, which are not "
                          "installed; install them with `pip install 'fmtrain[ray]'`")
@@ -120,10 +122,10 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, base.limit)
     store.open_store(experiment)
-    names = list(space)
+    names = list(searched)
     params = {"config": config_name, "trials": str(trials_wanted),
               "max_concurrent": str(placement.workers), "seed": str(base.seed),
-              "space": json.dumps(search.to_data(space), separators=(",", ":")),
+              "space": json.dumps(space.to_data(searched), separators=(",", ":")),
               **{key: configs.format_value(value) for key, value in typed.items() if key != "seed"}}
     if time_budget is not None:
         params["time_budget"] = configs.format_value(time_budget)
@@ -134,14 +136,14 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
                    f"`{config_name}` configuration. (The trials table comes when it ends.)")
     engines.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
     try:
-        from fmtrain import tune_engine
+        from fmtrain.tuning import engine
     except ImportError as error:
         raise ValueError(f"Ray Tune cannot be imported ({error}); install it with "
                          "`pip install 'fmtrain[ray]'`") from None
 
     # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
     # be reached is one line and no run.
-    with tune_engine.started(placement, store.worker_environment()) as storage, \
+    with engine.started(placement, store.worker_environment()) as storage, \
             runs.tracked_run("tune", params, tags={tags.CONFIG_TAG: config_name},
                              description=description) as parent_id:
         job = TrialJob(base, config_name, parent_id, verbose)
@@ -155,11 +157,11 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
                 with contextlib.suppress(Exception):
                     end.error = _trial_error(parent_id, end.number) or end.error
             settings = {name: configs.format_value(_plain(end.config.get(name))) for name in names}
-            echo(terminal.trial_line(count, trials_wanted, end.number, settings, terminal.trial_end_text(end)))
+            echo(trials.trial_line(count, trials_wanted, end.number, settings, trials.trial_end_text(end)))
 
         try:
-            _, signum = tune_engine.search(
-                run_trial, job, splits, storage=storage, distributions=search.optuna_distributions(space),
+            _, signum = engine.search(
+                run_trial, job, splits, storage=storage, distributions=space.optuna_distributions(searched),
                 trials=trials_wanted, placement=placement, seed=base.seed,
                 max_epochs=base.epochs, time_budget=time_budget, echo=show)
         except BaseException:  # whatever happened, no trial's run is left RUNNING
@@ -175,9 +177,9 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
         for row in rows:  # trials that ended as the search did (its time budget) get their line too
             if row.number not in shown:
                 shown.add(row.number)
-                echo(terminal.trial_line(len(shown), trials_wanted, row.number, row.settings, row.outcome))
+                echo(trials.trial_line(len(shown), trials_wanted, row.number, row.settings, row.outcome))
         best = trials.best_row(rows)
-        log_search(parent_id, rows, best, space, seed=base.seed)
+        log_search(parent_id, rows, best, searched, seed=base.seed)
     outcome = SearchOutcome(parent_id, rows, best, names, time.perf_counter() - start,
                             link=ui.ui_link(parent_id))
     if register_best and best is not None:
@@ -237,22 +239,22 @@ def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:
     return sorted(rows, key=lambda row: row.number)
 
 
-def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, space: search.Space,
+def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, searched: space.Space,
                seed: int = 0) -> None:
     """The search's record on its parent: tables, space, figures, the best trial's settings and
     scores, and a description."""
-    from fmtrain import plots
-    from fmtrain.tracking import logging as tracked
+    from fmtrain.analysis import figures
+    from fmtrain.tracking import logged
     from fmtrain.tracking import names as tags
 
-    names = list(space)
+    names = list(searched)
     finished = [row for row in rows if row.status == "FINISHED" and row.final_val_loss is not None]
-    history = plots.history_figure([(row.number, row.final_val_loss,
+    history = figures.history_figure([(row.number, row.final_val_loss,
                                      "complete" if row.complete else row.stopped_by) for row in finished])
     # Importance over the complete trials only: a pruned trial's loss is an early epoch's.
     scored = [({name: configs.parse_value(name, row.settings[name]) for name in names}, row.final_val_loss)
               for row in finished if row.complete]
-    importance = search.importances(space, scored, seed=seed)
+    importance = space.importances(searched, scored, seed=seed)
     markdown = trials.to_markdown(rows, names, best)
     counts = {"trials_complete": sum(row.complete for row in rows),
               "trials_pruned": sum(row.stopped_by == "pruned" for row in rows),
@@ -275,9 +277,9 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, spac
         lines += ["Importance for the complete trials' val_loss (fANOVA): "
                   + ", ".join(f"{name} {value:.2f}" for name, value in importance.items()) + ".", ""]
     lines.append(markdown)
-    tracked.log_search(parent_id, texts={TRIALS_CSV: trials.to_csv(rows, names), TRIALS_MD: markdown,
-                                         SPACE_FILE: json.dumps(search.to_data(space), indent=2)},
+    logged.log_search(parent_id, texts={TRIALS_CSV: trials.to_csv(rows, names), TRIALS_MD: markdown,
+                                         SPACE_FILE: json.dumps(space.to_data(searched), indent=2)},
                        figures={HISTORY_FIGURE: history,
-                                IMPORTANCE_FIGURE: plots.importance_figure(importance)},
+                                IMPORTANCE_FIGURE: figures.importance_figure(importance)},
                        metrics=metrics, params=params, tags=marks, description="\n".join(lines))
 

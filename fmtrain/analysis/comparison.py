@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from fmtrain import plots
+from fmtrain.analysis import figures
 
 
 @dataclass
@@ -76,7 +76,7 @@ def best_row(rows: list[SummaryRow]) -> SummaryRow | None:
 
 def figure(records):
     """Validation and train loss per epoch of every run, best and stopped epochs marked."""
-    return plots.comparison_figure([
+    return figures.comparison_figure([
         {"name": r.name, "loss": r.curves.get("loss") or [], "val_loss": r.curves.get("val_loss") or [],
          "best_epoch": _int(r.metrics.get("best_epoch")),
          "stopped_epoch": _int(r.metrics.get("stopped_epoch"))}

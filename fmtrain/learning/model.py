@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from fmtrain.configs import TrainConfig
+from fmtrain.learning.configs import TrainConfig
 
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10

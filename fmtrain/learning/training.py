@@ -10,16 +10,17 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from fmtrain import feeds, stopping
-from fmtrain.configs import TrainConfig
-from fmtrain.data import Splits
-from fmtrain.model import build_callbacks, build_model
+from fmtrain.learning import batches
+from fmtrain.learning.configs import TrainConfig
+from fmtrain.learning.data import Splits
+from fmtrain.learning.model import build_callbacks, build_model
 
 WHOLE_MODEL_FILE = "model-whole.keras"
 WEIGHTS_FILE = "model.weights.h5"
@@ -55,7 +56,9 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
-          callbacks: list | None = None, gates: list | None = None) -> TrainResult:
+          callbacks: list | None = None, gates: list | None = None,
+          stop_guard: Callable[[Callable[[], None]], contextlib.AbstractContextManager] | None = None,
+          ) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
     Args:
@@ -66,25 +69,28 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         callbacks: more Keras callbacks for fit(), after the chapter's (a logger, say).
         gates: callbacks that may wait between epochs (a search's), after the epoch timer, so
             that their waiting is not counted in the epoch's seconds.
+        stop_guard: given a function that stops fit() after the current step, a context manager
+            that guards fit() (the command line's signal handling); none by default.
 
     Returns:
         A TrainResult whose metrics include final_val_loss/accuracy of the model kept and the
         reload checks (their accuracies must equal ``model_val_accuracy``).
     """
     workdir = Path(workdir)
-    feeds.set_seed(config.seed)
+    batches.set_seed(config.seed)
     model = build_model(config)
     timer = _EpochTimer()
     # The timer goes last, so that each epoch's seconds include every callback's work.
     callbacks = (build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + list(callbacks or []) + [timer]
                  + list(gates or []))
-    data = feeds.feed(splits, config.batch_size)
+    data = batches.feed(splits, config.batch_size)
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
     validation = (dict(validation_data=data.validation, **data.validation_options)
                   if config.validation else {})
     start = time.perf_counter()
-    stop_after_the_step = stopping.soft_stop(lambda: setattr(model, "stop_training", True))
+    guard = stop_guard or (lambda stop: contextlib.nullcontext())
+    stop_after_the_step = guard(lambda: setattr(model, "stop_training", True))
     with _known_keras_warnings_ignored(), stop_after_the_step:
         history = model.fit(**data.train, epochs=config.epochs, callbacks=callbacks,
                             verbose=verbose, **validation)
@@ -132,7 +138,7 @@ def _known_keras_warnings_ignored():
         yield
 
 
-def _final_metrics(result: TrainResult, data: feeds.Feed) -> dict[str, float]:
+def _final_metrics(result: TrainResult, data: batches.Feed) -> dict[str, float]:
     loss, accuracy = data.evaluate(result.model)
     steady = result.epoch_seconds[1:] or result.epoch_seconds
     return {
@@ -152,20 +158,18 @@ def plain_steps(model: keras.Model) -> None:
     Many steps per call speed up fit(); a saved model that kept them would give every user's
     predict() 100-step calls and a progress bar counting past its total (``400/313``).
     """
-    model.steps_per_execution = 1
-    # Keras writes the compile arguments captured at compile() into the saved file.
-    compile_config = getattr(model, "_compile_config", None)
-    if compile_config is not None and "steps_per_execution" in compile_config.config:
-        compile_config.config["steps_per_execution"] = 1
+    # Keras writes the arguments of the last compile() into the saved file: compile again with
+    # the same optimizer (its state kept), loss and metrics.
+    model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], steps_per_execution=1)
 
 
-def argmax_accuracy(model: keras.Model, data: feeds.Feed, labels: np.ndarray) -> float:
+def argmax_accuracy(model: keras.Model, data: batches.Feed, labels: np.ndarray) -> float:
     """The chapter's check: mean of argmax(predict) == label, over the validation split."""
     predicted = np.argmax(data.predict(model), axis=-1)
     return float(np.mean(predicted == labels))
 
 
-def save_and_check(model, config, data: feeds.Feed, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
+def save_and_check(model, config, data: batches.Feed, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:
     """``save()`` and ``save_weights()``, then reload both ways (and the best checkpoint)
     and record each one's validation accuracy in ``metrics``. Returns the files written."""
     files = {"whole_model": workdir / WHOLE_MODEL_FILE, "weights": workdir / WEIGHTS_FILE}

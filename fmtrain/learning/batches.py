@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from fmtrain.data import Splits, scale
+from fmtrain import internals
+from fmtrain.learning.data import Splits, scale
 
 # Batch size for validation, predict and evaluate: results do not depend on it beyond float
 # rounding, and the chapter's 32 costs each epoch 375 small validation steps.
@@ -60,10 +61,9 @@ def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuf
     ArrayDataAdapter draws the same shuffle and batches as fit() does for arrays.
     """
     import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
-    adapter = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle)
-    return adapter.get_tf_dataset().map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    dataset = internals.keras_array_dataset(images, labels, batch_size, shuffle)
+    return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
 
 
 def set_seed(seed: int) -> None:

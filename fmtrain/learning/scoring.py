@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmtrain import plots
-from fmtrain.data import CLASS_NAMES
-from fmtrain.feeds import EVAL_BATCH_SIZE
+from fmtrain.learning.batches import EVAL_BATCH_SIZE
+from fmtrain.learning.data import CLASS_NAMES
 
 MISCLASSIFIED_SHOWN = 24
 
@@ -63,13 +62,3 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
     }
     confusion = skm.confusion_matrix(labels, predicted, labels=classes)
     return Evaluation(metrics, per_class, confusion, predicted)
-
-
-def figures(evaluation: Evaluation, images: np.ndarray, labels: np.ndarray) -> dict:
-    """The confusion matrix and a grid of the first misclassified test images, by file name."""
-    wrong = np.flatnonzero(evaluation.predicted != labels)[:MISCLASSIFIED_SHOWN]
-    return {
-        "confusion-matrix.png": plots.confusion_figure(evaluation.confusion, CLASS_NAMES),
-        "misclassified.png": plots.misclassified_figure(images[wrong], labels[wrong],
-                                                        evaluation.predicted[wrong], CLASS_NAMES),
-    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmtrain import configs
+from fmtrain.learning import configs
 
 
 def configs_table() -> str:
@@ -46,7 +46,7 @@ def train_report(outcome) -> str:
 
 def sweep_report(outcome, register_best: str | None) -> str:
     """The summary table of a finished sweep (a workflows.sweep.SweepOutcome) and its best run."""
-    from fmtrain import comparison
+    from fmtrain.analysis import comparison
 
     lines = [f"\nsweep {outcome.parent_run_id}: {len(outcome.rows)} configurations\n",
              comparison.to_markdown(outcome.rows)]
@@ -66,7 +66,7 @@ def sweep_report(outcome, register_best: str | None) -> str:
 
 def search_report(outcome, register_best: str | None, alias: str | None) -> str:
     """The trials of a finished search (a workflows.tune.SearchOutcome) and its best one."""
-    from fmtrain import trials
+    from fmtrain.tuning import trials
 
     lines = [f"\nsearch {outcome.parent_run_id}: {len(outcome.rows)} trials in {outcome.seconds:.0f} s\n",
              trials.to_markdown(outcome.rows, outcome.names, outcome.best)]
@@ -95,31 +95,6 @@ def search_problems(outcome, register_best: str | None) -> list[str]:
         problems.append(f"no trial ran to its end, so nothing was registered as {register_best}; "
                         "run more trials or give a longer --time_budget")
     return problems
-
-
-def trial_line(count: int, total: int, number: int, settings: dict[str, str], ended: str) -> str:
-    """``[3/30] trial-02 (learning_rate 0.0007, ...) ... pruned after epoch 1 (val_loss 0.439)``"""
-    from fmtrain import trials
-
-    return f"[{count}/{total}] trial-{number:02d} ({trials.settings_text(settings)}) ... {ended}"
-
-
-def trial_end_text(end) -> str:
-    """How a trial ended (a tune_engine.TrialEnd), as its line says it."""
-    from fmtrain.errors import signal_description
-
-    loss, verdict = end.result.get("val_loss"), end.verdict
-    if end.error:
-        return f"FAILED: {end.error}"
-    if verdict is None:
-        return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
-    if verdict.kind == "pruned":
-        return f"pruned after epoch {verdict.epoch} (val_loss {loss:.3f})"
-    if verdict.kind == "budget":
-        return "stopped by the time budget"
-    if verdict.kind == "signal":
-        return signal_description(verdict.signum or 15)
-    return "stopped after an error of the search"
 
 
 def ui_lines(link) -> list[str]:

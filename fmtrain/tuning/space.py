@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmtrain import configs
+from fmtrain.learning import configs
 
 # The chapter's hand-picked knobs, each over a range around the chapter's choice (Adam's default
 # learning rate 0.001, Dropout(0.3), Dense(100), batch 32, Adam against the chapter's RMSprop).

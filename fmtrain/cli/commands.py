@@ -1,23 +1,18 @@
-"""The ``fmtrain`` command line: parse, call a workflow, report, map errors to exit codes.
+"""The ``fmtrain`` commands: one decorated click function each, options generated from the settings.
 
 Only click and the configurations are imported at start-up, so ``fmtrain --help`` and a bad
-option never load TensorFlow or MLflow. Every setting's option is generated from the
-configuration dataclass (``fmtrain.options``), so its name, type and help are declared once. Errors end with one line
-on stderr: exit 2 for bad input (before any run exists), 1 when a run failed, 128 + N when
-signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
+option never load TensorFlow or MLflow: each command imports its workflow when it runs. A
+command returns its exit status; ``fmtrain.cli.app`` turns errors into one line and a status.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import sys
 
 import click
 
-from fmtrain import backend, configs, errors, stopping
-from fmtrain.options import (
+from fmtrain import errors
+from fmtrain.cli.options import (
     SEEDS_HELP,
     engine_options,
     option_names,
@@ -26,6 +21,7 @@ from fmtrain.options import (
     search_options,
     setting_options,
 )
+from fmtrain.learning import configs
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -38,9 +34,9 @@ def cli():
 @cli.command("configs")
 def configs_command():
     """List the configurations, the chapter step each reproduces and what it changes."""
-    from fmtrain import terminal
+    from fmtrain.cli import output
 
-    click.echo(terminal.configs_table())
+    click.echo(output.configs_table())
 
 
 @cli.command("train")
@@ -55,7 +51,7 @@ def configs_command():
 def train_command(config, data_dir, experiment, quiet, register_as, seeds, workers, ray_address,
                   **settings):
     """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
-    from fmtrain import terminal
+    from fmtrain.cli import output
 
     overrides = overrides_from(settings)
     seed_list = configs.parse_seeds(seeds, int(float(overrides.get("seed", configs.DEFAULT.seed))))
@@ -66,14 +62,14 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, worke
                                   register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
                                   parent_name=f"{config} seeds", workers=workers,
                                   ray_address=ray_address, echo=click.echo)
-        click.echo(terminal.sweep_report(outcome, register_as))
+        click.echo(output.sweep_report(outcome, register_as))
         return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
 
     outcome = train.train(config, overrides, data_dir=data_dir,
                           experiment=experiment, register_as=register_as,
                           verbose=0 if quiet else 2)
-    click.echo(terminal.train_report(outcome))
+    click.echo(output.train_report(outcome))
     return 0
 
 
@@ -92,14 +88,14 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, worke
 def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
                   ray_address, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
-    from fmtrain import terminal
+    from fmtrain.cli import output
     from fmtrain.workflows import sweep
 
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
                               verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
                               ray_address=ray_address, echo=click.echo)
-    click.echo(terminal.sweep_report(outcome, register_best))
+    click.echo(output.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
                    f"{', '.join(outcome.failures)}", err=True)
@@ -121,12 +117,13 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
                  data_dir, experiment, quiet, register_best, alias, **settings):
     """Search the settings (Optuna's TPE on Ray Tune, ASHA stopping poor trials): one parent run,
     a nested run per trial. --seed seeds the sampler and every trial's training."""
-    from fmtrain import search, terminal
+    from fmtrain.cli import output
+    from fmtrain.tuning import space
 
     if show_space:
-        space = search.load_space(space_path)
-        click.echo(search.space_table(space))
-        click.echo("\n" + json.dumps(search.to_data(space), indent=2))
+        space = space.load_space(space_path)
+        click.echo(space.space_table(space))
+        click.echo("\n" + json.dumps(space.to_data(space), indent=2))
         return 0
     from fmtrain.workflows import tune
 
@@ -135,8 +132,8 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
                               time_budget=time_budget, ray_address=ray_address, data_dir=data_dir,
                               experiment=experiment, register_best=register_best, alias=alias,
                               verbose=0 if quiet else 2, echo=click.echo)
-    click.echo(terminal.search_report(outcome, register_best, alias))
-    problems = terminal.search_problems(outcome, register_best)
+    click.echo(output.search_report(outcome, register_best, alias))
+    problems = output.search_problems(outcome, register_best)
     for problem in problems:
         click.echo(f"fmtrain: error: {problem}", err=True)
     return errors.EXIT_FAILED if problems else 0
@@ -151,7 +148,7 @@ def compare_command(run_ids, output, log):
     """Rebuild a sweep's figure and tables from the store (a parent run id, or run ids)."""
     from pathlib import Path
 
-    from fmtrain import comparison
+    from fmtrain.analysis import comparison
     from fmtrain.tracking import names, store
     from fmtrain.workflows import sweep
 
@@ -215,11 +212,11 @@ def register_command(run_id, name, alias):
               show_default=True, help="Keras backend that loads the model (any backend's model loads)")
 def evaluate_command(model_uri, data_dir, experiment, backend):
     """Evaluate a logged or registered model on the 10,000 test images."""
-    from fmtrain import terminal
+    from fmtrain.cli import output
     from fmtrain.workflows import evaluate
 
     outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend)
-    click.echo(terminal.evaluation_report(outcome))
+    click.echo(output.evaluation_report(outcome))
     return 0
 
 
@@ -242,74 +239,3 @@ def reap_command(stale_after, experiment, yes):
     elif not yes:
         click.echo(f"{len(stale)} stale run(s); end them KILLED with `fmtrain reap --yes`")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    backend.quiet_loggers()
-    try:
-        with stopping.signals_handled():
-            status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
-    except click.ClickException as error:
-        message = " ".join(error.format_message().split())
-        command = getattr(getattr(error, "ctx", None), "command_path", "fmtrain")
-        click.echo(f"fmtrain: error: {message} (see `{command} --help`)", err=True)
-        return errors.EXIT_BAD_INPUT
-    except click.exceptions.Abort:
-        click.echo("fmtrain: interrupted", err=True)
-        return errors.EXIT_INTERRUPTED
-    except BaseException as error:  # noqa: BLE001 - every failure is reported as one line
-        if isinstance(error, SystemExit):
-            raise
-        if os.environ.get("FMTRAIN_DEBUG"):
-            raise
-        click.echo(_describe(error), err=True)
-        return exit_code(error)
-    return status if isinstance(status, int) else 0
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit status for ``error``: see README's table of what happens when things go wrong."""
-    if isinstance(error, errors.RunEnded):
-        return error.exit_code
-    if isinstance(error, errors.Stopped):
-        return 128 + error.signum
-    if isinstance(error, KeyboardInterrupt):
-        return errors.EXIT_INTERRUPTED
-    if isinstance(error, (ValueError, OSError)):
-        return errors.EXIT_BAD_INPUT
-    # MLflow's own errors that escape before any run exists are refused requests: the store
-    # said no to the input (a run after creation is always wrapped in RunEnded).
-    if type(error).__module__.startswith("mlflow."):
-        return errors.EXIT_BAD_INPUT
-    return errors.EXIT_FAILED
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, errors.RunStopped):
-        return f"fmtrain: {error}; no run was left RUNNING"
-    if isinstance(error, (errors.Stopped, KeyboardInterrupt)):
-        text = str(error) if isinstance(error, errors.Stopped) else "interrupted (Ctrl-C)"
-        return f"fmtrain: {text}; no run was left RUNNING"
-    return f"fmtrain: error: {errors.one_line(error)}"
-
-
-def run() -> None:
-    """The ``fmtrain`` executable: ``main()``, then a prompt exit.
-
-    Every run is ended and every line printed by the time ``main()`` returns. Python's own
-    tear-down of TensorFlow's or JAX's native state would then take about a second more, so the
-    exit handlers run (MLflow's and JAX's among them) and the process leaves without it.
-    """
-    import atexit
-
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    run()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from fmtrain import configs
+from fmtrain.learning import configs
 
 
 def settings_text(settings: dict) -> str:

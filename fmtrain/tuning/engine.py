@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,9 +36,9 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from fmtrain import engines, stopping
-from fmtrain.errors import one_line
-from fmtrain.gate import Gate, Verdict
+from fmtrain.execution import engines, signals
+from fmtrain.tuning.trainable import Trial
+from fmtrain.tuning.verdicts import Verdict
 
 # Import this module after engines.ray_environment(): Ray reads its variables when imported.
 
@@ -92,59 +91,6 @@ class Verdicts:
         return dict(self.pruned)
 
 
-class Trial(tune.Trainable):
-    """One trial: ``function(job, settings, shared, gate)`` in a thread, one epoch per step."""
-
-    def setup(self, config, function=None, job=None, shared=None, verdicts=None):
-        self.gate, self.verdicts = Gate(), verdicts
-        self.outcome: dict | None = None
-        self.error: BaseException | None = None
-        self.stepped, self.last = False, False
-        settings = dict(config)
-
-        def run():
-            try:
-                self.outcome = function(job, settings, shared, self.gate)
-            except BaseException as error:  # noqa: BLE001 - handed to step(), which reports it
-                self.error = error
-            finally:
-                self.gate.results.put(("end",))
-
-        self.thread = threading.Thread(target=run, name="fmtrain-trial", daemon=True)
-        self.thread.start()
-
-    def step(self):
-        stopped = {}
-        if self.stepped:
-            verdict = ray.get(self.verdicts.pending.remote(self.trial_id))
-            if verdict is not None and verdict.kind in ("pruned", "budget"):
-                # The thread stops training at the epoch it waits after and ends its run: the
-                # next thing it hands over is its end.
-                if not self.last:
-                    stopped = {"stopped_by": verdict.kind}
-                self.gate.stop(verdict)
-            else:
-                self.gate.proceed()
-        self.stepped = True
-        item = self.gate.results.get()
-        if item[0] == "epoch":
-            _, epoch, metrics, self.last = item
-            return {**metrics, "epoch": epoch, "last_epoch": self.last}
-        self.thread.join()
-        if self.error is not None:
-            raise TrialFailed(one_line(self.error))
-        return {**(self.outcome or {}), **stopped, "done": True}
-
-    def cleanup(self):
-        if self.thread.is_alive():
-            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id)))
-            self.thread.join()
-
-
-class TrialFailed(RuntimeError):
-    """A trial's run failed; its run is ended FAILED by its own code."""
-
-
 class _Search(OptunaSearch):
     """Optuna's sampler as Tune's searcher, with each trial's Optuna number in its config."""
 
@@ -157,10 +103,9 @@ class _Search(OptunaSearch):
             return Searcher.FINISHED
         config = super().suggest(trial_id)
         if isinstance(config, dict):
-            # Optuna's own number for the trial (a private attribute of Ray's OptunaSearch; the
-            # order of suggestion, which is the same number, where it is missing).
-            asked = getattr(self, "_ot_trials", {}).get(trial_id)
-            config[TRIAL_NUMBER_KEY] = asked.number if asked is not None else self.suggested
+            # Optuna numbers its trials in the order they are asked for, which is the order of
+            # suggestion here: the same number as Optuna's own, without its private trial map.
+            config[TRIAL_NUMBER_KEY] = self.suggested
             self.suggested += 1
         return config
 
@@ -277,7 +222,7 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     received: list[int] = []
-    with stopping.recorded(received):
+    with signals.recorded(received):
         verdicts = Verdicts.remote()
         searcher = ConcurrencyLimiter(
             _Search(verdicts, space=distributions, metric="val_loss", mode="min",

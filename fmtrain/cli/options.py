@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from fmtrain import configs
+from fmtrain.learning import configs
 
 SEEDS_HELP = ("train each configuration with several seeds: a count N (the seed setting, then the "
               "next N-1) or a list 42,7,1234; each (configuration, seed) is one run under a parent, "

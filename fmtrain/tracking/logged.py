@@ -10,7 +10,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from fmtrain import configs
+from fmtrain.learning import configs
 from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,

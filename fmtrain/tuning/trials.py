@@ -10,6 +10,8 @@ import io
 import math
 from dataclasses import dataclass
 
+from fmtrain.errors import signal_description
+
 
 @dataclass
 class TrialRow:
@@ -94,3 +96,24 @@ def settings_text(settings: dict[str, str]) -> str:
 
 def _number(value) -> str:
     return "-" if not _finite(value) else f"{value:.4f}"
+
+
+def trial_line(count: int, total: int, number: int, settings: dict[str, str], ended: str) -> str:
+    """``[3/30] trial-02 (learning_rate 0.0007, ...) ... pruned after epoch 1 (val_loss 0.439)``"""
+    return f"[{count}/{total}] trial-{number:02d} ({settings_text(settings)}) ... {ended}"
+
+
+def trial_end_text(end) -> str:
+    """How a trial ended (a tuning.engine.TrialEnd), as its line says it."""
+    loss, verdict = end.result.get("val_loss"), end.verdict
+    if end.error:
+        return f"FAILED: {end.error}"
+    if verdict is None:
+        return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
+    if verdict.kind == "pruned":
+        return f"pruned after epoch {verdict.epoch} (val_loss {loss:.3f})"
+    if verdict.kind == "budget":
+        return "stopped by the time budget"
+    if verdict.kind == "signal":
+        return signal_description(verdict.signum or 15)
+    return "stopped after an error of the search"

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from fmtrain import internals
+
 BACKENDS = ("tensorflow", "jax")
 DEFAULT_BACKEND = "tensorflow"
 
@@ -94,27 +96,12 @@ def use(backend: str = DEFAULT_BACKEND):
             import keras
 
             if backend != "tensorflow":
-                _keep_tensorflow_out()
+                internals.tell_keras_tensorflow_is_absent()
     except ImportError as error:
         extra = "jax" if backend == "jax" else "tensorflow"
         raise ValueError(f"backend {backend} is not installed ({error}); install it with "
                          f"`pip install 'fmtrain[{extra}]'`") from None
     return keras
-
-
-def _keep_tensorflow_out() -> None:
-    """Tell Keras that TensorFlow is absent from this process, unless it is loaded already.
-
-    Keras 3 asks "is TensorFlow installed?" by importing it (``module_utils.tensorflow.available``)
-    when it saves a model or seeds the random generators, only to test objects against TensorFlow
-    types, which cannot exist in a JAX process that never loaded it. That import costs seconds
-    and hundreds of MiB. Any real use of TensorFlow (a ``tf.`` attribute) still imports it.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    from keras.src.utils import module_utils
-
-    module_utils.tensorflow._available = False
 
 
 def requirements(backend: str = DEFAULT_BACKEND) -> list[str]:

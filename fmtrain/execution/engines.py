@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fmtrain import stopping
 from fmtrain.errors import Stopped, WorkerDied, one_line
+from fmtrain.execution import signals
 
 # Measured on this project's 2-core machine (README, Benchmark): two workers of one thread each
 # train the chapter's sweep sooner than one process of two threads, with the same losses.
@@ -225,7 +225,7 @@ class RayEngine:
         waiting = list(enumerate(jobs))
         running: dict = {}
         received: list[int] = []
-        with stopping.recorded(received):
+        with signals.recorded(received):
             try:
                 while waiting or running:
                     while waiting and len(running) < self.placement.workers:
@@ -258,12 +258,12 @@ class RayEngine:
         training stops at the end of the current step and the run ends as a signal ends it. Tasks
         still running after CANCEL_GRACE_SECONDS, or when another signal comes, have their
         workers killed; the caller ends their runs."""
-        ray, signals = self.ray, len(received)
+        ray, seen = self.ray, len(received)
         for ref in refs:
             ray.cancel(ref)
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         left = refs
-        while left and time.monotonic() < deadline and len(received) == signals:
+        while left and time.monotonic() < deadline and len(received) == seen:
             _, left = ray.wait(left, num_returns=len(left), timeout=1.0)
         for ref in left:
             with contextlib.suppress(Exception):
@@ -278,7 +278,7 @@ class RayEngine:
 def _in_worker(function: Callable, job, shared):
     """A Ray task: the workflow's function, with signals handled as by the command line, so that a
     cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run."""
-    with stopping.signals_handled():
+    with signals.signals_handled():
         return function(job, shared)
 
 
@@ -289,7 +289,7 @@ def _signal_handlers_kept():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handlers = {signum: signal.getsignal(signum) for signum in stopping.SIGNALS}
+    handlers = {signum: signal.getsignal(signum) for signum in signals.SIGNALS}
     try:
         yield
     finally:

@@ -202,3 +202,16 @@ def importance_figure(importances: Mapping[str, float]) -> Figure:
     axes.set_xlabel("share of the variance explained")
     axes.grid(alpha=0.3, axis="x")
     return figure
+
+
+def evaluation_figures(evaluation, images: np.ndarray, labels: np.ndarray) -> dict:
+    """A test evaluation's figures (a learning.scoring.Evaluation): the confusion matrix and a grid of the first misclassified test images, by file name."""
+    from fmtrain.learning.data import CLASS_NAMES
+    from fmtrain.learning.scoring import MISCLASSIFIED_SHOWN
+
+    wrong = np.flatnonzero(evaluation.predicted != labels)[:MISCLASSIFIED_SHOWN]
+    return {
+        "confusion-matrix.png": confusion_figure(evaluation.confusion, CLASS_NAMES),
+        "misclassified.png": misclassified_figure(images[wrong], labels[wrong],
+                                                evaluation.predicted[wrong], CLASS_NAMES),
+    }

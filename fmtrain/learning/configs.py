@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from fmtrain.backend import BACKENDS, DEFAULT_BACKEND
+from fmtrain.learning.backend import BACKENDS, DEFAULT_BACKEND
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 # The validation subset keeps the chapter's 1:4 proportion, and must hold all 10 classes.

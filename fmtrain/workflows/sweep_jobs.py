@@ -9,9 +9,9 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from fmtrain import data
-from fmtrain.configs import TrainConfig
 from fmtrain.errors import RunEnded, RunFailed, WorkerDied
+from fmtrain.learning import data
+from fmtrain.learning.configs import TrainConfig
 from fmtrain.workflows.train import train_run
 
 

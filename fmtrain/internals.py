@@ -1,0 +1,45 @@
+"""The private names of other libraries that fmtrain relies on, in one place.
+
+Each has no public equivalent in the versions pinned in pyproject.toml. ``tests/test_internals.py``
+checks every name below against the installed library and fails, naming the library and its
+version, when an upgrade renames or removes one. Nothing else in fmtrain reaches into another
+library's private names.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Each guarded name: (library, module holding it, attribute path), checked by the tests.
+GUARDED = [
+    ("keras", "keras.src.utils.module_utils", "tensorflow._available"),
+    ("keras", "keras.src.trainers.data_adapters.array_data_adapter", "ArrayDataAdapter"),
+    ("python", "atexit", "_run_exitfuncs"),
+]
+
+
+def tell_keras_tensorflow_is_absent() -> None:
+    """Keras 3 asks "is TensorFlow installed?" by importing it (``module_utils.tensorflow``)
+    when it saves a model or seeds its generators; in a JAX process that import costs seconds
+    and hundreds of MiB for nothing. Keras has no public switch for it."""
+    if "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
+
+
+def keras_array_dataset(images, labels, batch_size: int, shuffle: bool):
+    """The tf.data pipeline Keras's ``fit()`` builds from arrays (the same shuffle and batches),
+    made from arrays we hand it (Keras exposes the adapter only through ``fit()``)."""
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    return ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
+
+
+def run_exit_handlers() -> None:
+    """Run the ``atexit`` handlers now (MLflow's, JAX's), so that the process can leave with
+    ``os._exit`` and skip Python's slow tear-down of native state; ``atexit`` has no public call."""
+    import atexit
+
+    atexit._run_exitfuncs()

@@ -1,0 +1,70 @@
+"""A search's trial as a Ray Tune class trainable whose ``step()`` is one epoch.
+
+The training thread (the whole run, as ``fmtrain train`` makes it) waits at the end of each
+epoch (``verdicts.Gate``) for Tune to go on; ``step()`` reads the driver's verdict for the trial
+(pruned by ASHA, stopped by the time budget) and lets the thread go on, or stop training at that
+epoch and end its own run. See ``tuning.engine`` for why.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import ray
+from ray import tune
+
+from fmtrain.errors import one_line
+from fmtrain.tuning.verdicts import Gate
+
+
+class Trial(tune.Trainable):
+    """One trial: ``function(job, settings, shared, gate)`` in a thread, one epoch per step."""
+
+    def setup(self, config, function=None, job=None, shared=None, verdicts=None):
+        self.gate, self.verdicts = Gate(), verdicts
+        self.outcome: dict | None = None
+        self.error: BaseException | None = None
+        self.stepped, self.last = False, False
+        settings = dict(config)
+
+        def run():
+            try:
+                self.outcome = function(job, settings, shared, self.gate)
+            except BaseException as error:  # noqa: BLE001 - handed to step(), which reports it
+                self.error = error
+            finally:
+                self.gate.results.put(("end",))
+
+        self.thread = threading.Thread(target=run, name="fmtrain-trial", daemon=True)
+        self.thread.start()
+
+    def step(self):
+        stopped = {}
+        if self.stepped:
+            verdict = ray.get(self.verdicts.pending.remote(self.trial_id))
+            if verdict is not None and verdict.kind in ("pruned", "budget"):
+                # The thread stops training at the epoch it waits after and ends its run: the
+                # next thing it hands over is its end.
+                if not self.last:
+                    stopped = {"stopped_by": verdict.kind}
+                self.gate.stop(verdict)
+            else:
+                self.gate.proceed()
+        self.stepped = True
+        item = self.gate.results.get()
+        if item[0] == "epoch":
+            _, epoch, metrics, self.last = item
+            return {**metrics, "epoch": epoch, "last_epoch": self.last}
+        self.thread.join()
+        if self.error is not None:
+            raise TrialFailed(one_line(self.error))
+        return {**(self.outcome or {}), **stopped, "done": True}
+
+    def cleanup(self):
+        if self.thread.is_alive():
+            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id)))
+            self.thread.join()
+
+
+class TrialFailed(RuntimeError):
+    """A trial's run failed; its run is ended FAILED by its own code."""
