@@ -19,6 +19,7 @@ from fmtrain.cli.options import (
     overrides_from,
     run_options,
     search_options,
+    setting_option,
     setting_options,
 )
 from fmtrain.learning import configs
@@ -210,13 +211,33 @@ def register_command(run_id, name, alias):
 @click.option("--experiment", metavar="NAME", default=None, help="as for train")
 @click.option("--backend", type=click.Choice(configs.BACKENDS), default=configs.DEFAULT_BACKEND,
               show_default=True, help="Keras backend that loads the model (any backend's model loads)")
-def evaluate_command(model_uri, data_dir, experiment, backend):
+@setting_option("system_metrics")
+def evaluate_command(model_uri, data_dir, experiment, backend, system_metrics):
     """Evaluate a logged or registered model on the 10,000 test images."""
     from fmtrain.cli import output
     from fmtrain.workflows import evaluate
 
-    outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend)
+    seconds = configs.parse_value("system_metrics", system_metrics or configs.DEFAULT.system_metrics)
+    outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend,
+                                system_metrics=seconds)
     click.echo(output.evaluation_report(outcome))
+    return 0
+
+
+@cli.command("predict")
+@click.option(*option_names("model_uri"), "model_uri", required=True, metavar="URI",
+              help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/CONFIG")
+@click.argument("pictures", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="how many classes to print per image")
+def predict_command(model_uri, pictures, top):
+    """Classify pictures (PNG or JPEG of any size, or .npy arrays of 28x28 images) with a
+    logged or registered model, as its served python_function flavor answers."""
+    from fmtrain.cli import output
+    from fmtrain.workflows import predict
+
+    for answer in predict.predict(model_uri, list(pictures), top=top):
+        click.echo(output.prediction_line(answer))
     return 0
 
 

@@ -117,3 +117,9 @@ def evaluation_report(outcome) -> str:
             f"macro F1 {metrics['test_macro_f1']:.4f}\n"
             f"  hardest class: {worst['class']} (F1 {worst['f1']:.3f}); "
             f"evaluation run {outcome.run_id}")
+
+
+def prediction_line(prediction) -> str:
+    """``IMAGE: Sneaker 0.912, Sandal 0.051, Ankle boot 0.020``."""
+    classes = ", ".join(f"{name} {probability:.3f}" for name, probability in prediction.top)
+    return f"{prediction.source}: {classes}"

@@ -278,6 +278,8 @@ class RayEngine:
 def _in_worker(function: Callable, job, shared):
     """A Ray task: the workflow's function, with signals handled as by the command line, so that a
     cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run."""
+    from fmtrain.tracking import monitoring  # the runs' system metrics name the worker's node
+    monitoring.name_node()
     with signals.signals_handled():
         return function(job, shared)
 

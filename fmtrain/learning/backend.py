@@ -52,7 +52,8 @@ def quiet_loggers() -> None:
         return
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent",
+                 "mlflow.system_metrics.system_metrics_monitor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Logging a model in an environment without pip (uv's) warns that pip has no version.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)

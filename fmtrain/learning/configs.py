@@ -44,6 +44,10 @@ class TrainConfig:
         500, "training steps per compiled call; changes speed, not the mathematics (1 = plain Keras)")
     backend: str = _knob(DEFAULT_BACKEND, "Keras backend: tensorflow (the chapter's) or jax "
                                           "(faster on a CPU; pip install 'fmtrain[jax]')")
+    # MLflow's default interval is 10 s; 2 s gives a short run a curve, at a cost within the
+    # noise of a full-data run (docs/serving.md measures it).
+    system_metrics: float = _knob(2.0, "seconds between samples of the machine's CPU, memory, disk, "
+                                       "network (and NVIDIA GPU) use, logged as system/* metrics; 0 = none")
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -66,6 +70,8 @@ class TrainConfig:
                f"got {self.limit}")
         _check(self.steps_per_execution >= 1,
                f"steps_per_execution must be at least 1, got {self.steps_per_execution}")
+        _check(math.isfinite(self.system_metrics) and self.system_metrics >= 0,
+               f"system_metrics must be 0 (none) or a number of seconds, got {self.system_metrics}")
         _check(self.backend in BACKENDS,
                f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
 

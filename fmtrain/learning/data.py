@@ -9,6 +9,7 @@ the same values the chapter's float64 ``/ 255.0`` gives once Keras casts it to f
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ FILES = {
 }
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# Where Keras's loader downloads the four files from, the source of data it downloaded.
+KERAS_SOURCE = "keras.datasets.fashion_mnist"
+KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 # The chapter's split: train_test_split(test_size=0.2, random_state=42).
 VAL_FRACTION = 0.2
 SPLIT_SEED = 42
@@ -99,7 +103,7 @@ def load_raw(data_dir=None, kinds: tuple[str, ...] = ("train", "test")) -> tuple
     if directory is None:
         arrays = _download()
         return {key: value for key, value in arrays.items() if key.split("_")[0] in kinds}, \
-            "keras.datasets.fashion_mnist"
+            KERAS_SOURCE
     arrays = {key: read_idx(_find_file(directory, stem)) for key, stem in FILES.items()
               if key.split("_")[0] in kinds}
     for kind in kinds:
@@ -130,6 +134,26 @@ def _download() -> dict[str, np.ndarray]:
                         f"({str(error).splitlines()[0]}); install the Debian package "
                         f"dataset-fashion-mnist or pass --data_dir") from None
     return dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
+
+
+def digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """A digest of the actual arrays (shape, pixels and labels): 16 hex digits of SHA-256.
+
+    Two runs share it exactly when they saw the same images with the same labels in the same
+    order, whatever file they came from; a ``limit`` subset has its own.
+    """
+    hasher = hashlib.sha256()
+    for array in (images, labels):
+        array = np.ascontiguousarray(array)
+        hasher.update(f"{array.dtype.str}{array.shape}".encode())
+        hasher.update(memoryview(array).cast("B"))
+    return hasher.hexdigest()[:16]
+
+
+def source_location(source: str) -> str:
+    """Where the files of ``source`` (a ``Splits.source``) can be fetched: the IDX files'
+    folder, or the URL Keras downloads them from."""
+    return KERAS_URL if source == KERAS_SOURCE else source
 
 
 def scale(images: np.ndarray) -> np.ndarray:

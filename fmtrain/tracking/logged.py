@@ -124,7 +124,9 @@ class LoggedModel:
 
 
 def log_model(model, example, requirements: list[str], *, name: str, step: int) -> LoggedModel:
-    """Log the kept Keras model as the run's one MLflow model (keras flavor, with signature).
+    """Log the kept Keras model as the run's one MLflow model: the keras flavor, and the
+    ``python_function`` flavor that serves it (``tracking.serving``), with signature and
+    ``example`` (a few images) as input example.
 
     ``name`` is what the experiment's Models page lists and what ``runs:/RUN_ID/NAME`` loads;
     ``step`` is the epoch whose weights the model holds. Call it right after training: MLflow
@@ -134,12 +136,10 @@ def log_model(model, example, requirements: list[str], *, name: str, step: int) 
     ``.keras`` file, which loads on any Keras backend, so a model trained on TensorFlow serves
     on JAX and back.
     """
-    from mlflow.models import infer_signature
+    from fmtrain.tracking import serving
 
-    signature = infer_signature(example, model.predict(example, verbose=0))
     # Explicit requirements skip MLflow's slow inference (it re-imports the model in a subprocess).
-    info = mlflow.keras.log_model(model, name=name, signature=signature,
-                                  pip_requirements=requirements, step=step)
+    info = serving.log_classifier(model, example, requirements, name=name, step=step)
     return LoggedModel(info.model_uri, info.model_id)
 
 

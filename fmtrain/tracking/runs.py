@@ -28,7 +28,7 @@ from fmtrain.errors import (
     one_line,
     signal_description,
 )
-from fmtrain.tracking import logged, queries, store
+from fmtrain.tracking import logged, monitoring, queries, store
 from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PROCESS_TAG
 
 HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
@@ -52,10 +52,12 @@ def describe_error(error: BaseException) -> str:
 @contextlib.contextmanager
 def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
                 parent_run_id: str | None = None, description: str | None = None,
-                run_id: str | None = None):
+                run_id: str | None = None, system_metrics: float = 0.0):
     """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
 
     ``description`` is the Markdown the run's page shows (the tag ``mlflow.note.content``).
+    ``system_metrics``: seconds between samples of the machine's use (``tracking.monitoring``);
+    0 for none.
 
     An error inside ends the run FAILED and is raised again as RunFailed naming the run; a stop
     by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped. With ``run_id``,
@@ -63,16 +65,18 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     nested under that run, in its experiment: the parent may be open in this process (a
     sequential sweep) or in another one (a sweep's driver, when this is a Ray worker).
     """
+    monitor = monitoring.start_arguments(system_metrics)
     if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, description=description)
+        run = mlflow.start_run(run_id=run_id, description=description, **monitor)
         if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
             MlflowClient().delete_tag(run_id, ERROR_TAG)
     elif parent_run_id is not None:
         experiment_id = store.get_run(parent_run_id).info.experiment_id
         run = _start_run(run_name=name, nested=True, parent_run_id=parent_run_id,
-                         experiment_id=experiment_id, tags=tags or {}, description=description)
+                         experiment_id=experiment_id, tags=tags or {}, description=description,
+                         **monitor)
     else:
-        run = _start_run(run_name=name, tags=tags or {}, description=description)
+        run = _start_run(run_name=name, tags=tags or {}, description=description, **monitor)
     run_id = run.info.run_id
     heartbeat = None
     try:

@@ -14,6 +14,7 @@ import ray
 from ray import tune
 
 from fmtrain.errors import one_line
+from fmtrain.tracking import monitoring
 from fmtrain.tuning.verdicts import Gate
 
 
@@ -26,6 +27,7 @@ class Trial(tune.Trainable):
         self.error: BaseException | None = None
         self.stepped, self.last = False, False
         settings = dict(config)
+        monitoring.name_node()  # the trial's system metrics say which machine they measure
 
         def run():
             try:

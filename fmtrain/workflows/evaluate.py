@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fmtrain.analysis import descriptions
 from fmtrain.learning import backend as keras_backend
-from fmtrain.learning import data
+from fmtrain.learning import configs, data
 
 
 @dataclass
@@ -45,7 +45,8 @@ def _version_text(run_id: str, test: dict | None = None, evaluation_run_id: str 
 
 
 def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
-             backend: str = keras_backend.DEFAULT_BACKEND) -> EvaluationOutcome:
+             backend: str = keras_backend.DEFAULT_BACKEND,
+             system_metrics: float = configs.DEFAULT.system_metrics) -> EvaluationOutcome:
     """Load ``model_uri`` through MLflow, score it on the 10,000 test images, log an evaluation run.
 
     The model, the data and the store are checked before the evaluation run exists.
@@ -60,15 +61,18 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     keras_backend.use(backend)
     from fmtrain.analysis import figures
     from fmtrain.learning import scoring
-    from fmtrain.tracking import logged, names, runs
+    from fmtrain.tracking import datasets, logged, names, runs
 
     model = registry.load_keras_model(resolved.uri)
     evaluation = scoring.evaluate(model, images, labels)
     name = f"evaluate {resolved.name}/v{resolved.version}" if resolved.name else "evaluate"
     params = {"model_uri": resolved.uri, "data_source": source,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
-              "source_run_id": resolved.run_id or "none"}
-    with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
+              "source_run_id": resolved.run_id or "none",
+              "system_metrics": configs.format_value(system_metrics)}
+    with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri},
+                          system_metrics=system_metrics) as run_id:
+        datasets.log_data_inputs(source, [datasets.DataInput(datasets.TEST, images, labels)])
         logged.log_evaluation(evaluation.metrics, evaluation.per_class_csv(),
                                figures.evaluation_figures(evaluation, images, labels), model_id=resolved.model_id)
         version = f"{resolved.name} version {resolved.version}" if resolved.name else ""

@@ -107,8 +107,9 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     started = descriptions.sweep_description(names, typed, "(The summary table comes when the sweep ends.)",
                                              None, seeds=seed_list)
     with engines.start(placement, store.worker_environment()) as engine, \
-            runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
-                             description=started) as parent_id:
+            runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume, description=started,
+                             system_metrics=typed.get("system_metrics", configs.DEFAULT.system_metrics)) \
+            as parent_id:
         jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
                                   resolved[name], kept.get((name, seed)), verbose)
                 for index, (name, seed) in enumerate(pairs)]

@@ -53,20 +53,22 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     keras = backend.use(config.backend)
     from fmtrain.analysis import figures
     from fmtrain.learning import training
-    from fmtrain.tracking import logged, runs
+    from fmtrain.tracking import datasets, logged, runs
     from fmtrain.tracking.names import CONFIG_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
     with runs.tracked_run(run_name or name, run_params(name, config, splits),
                           parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
-                          description=descriptions.run_description(name, settings)) as run_id:
+                          description=descriptions.run_description(name, settings),
+                          system_metrics=config.system_metrics) as run_id:
+        datasets.log_data_inputs(splits.source, datasets.split_inputs(splits))
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[logged.epoch_logger()], gates=gates,
                                     stop_guard=signals.soft_stop)
             # The model first: MLflow links it to the metrics its epoch already holds.
-            model = logged.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
+            model = logged.log_model(result.model, splits.x_val[:2], requirements,
                                      name=name, step=result.kept_epoch)
             curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
                        for metric in CURVES}

@@ -145,7 +145,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     # be reached is one line and no run.
     with engine.started(placement, store.worker_environment()) as storage, \
             runs.tracked_run("tune", params, tags={tags.CONFIG_TAG: config_name},
-                             description=description) as parent_id:
+                             description=description, system_metrics=base.system_metrics) as parent_id:
         job = TrialJob(base, config_name, parent_id, verbose)
         echo(f"search {parent_id}: {trials_wanted} trials, {placement.describe()}")
 

@@ -1,0 +1,56 @@
+"""The data a run used, as MLflow dataset inputs: what the UI's Datasets filter and
+``search_runs(filter_string="dataset.digest = '...'")`` find.
+
+Each input names its split (``fashion-mnist-train``, ``-validation``, ``-test``), its source
+(the IDX files' folder, or the URL Keras downloads them from) and a digest of the arrays
+themselves (``learning.data.digest``), so a ``limit`` subset is told apart from the whole set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+
+from fmtrain.learning import data
+
+TRAINING, VALIDATION, TEST = "training", "validation", "test"
+NAMES = {TRAINING: "fashion-mnist-train", VALIDATION: "fashion-mnist-validation",
+         TEST: "fashion-mnist-test"}
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """One split a run used: its context (training, validation, test), images and labels."""
+
+    context: str
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
+    """Log ``inputs`` (from ``source``, a ``Splits.source``) on the active run in one request;
+    returns each context's digest."""
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    location = data.source_location(source)
+    if location.startswith("https://"):
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+        origin = HTTPDatasetSource(location)
+    else:
+        origin = LocalArtifactDatasetSource(location)
+    digests = {item.context: data.digest(item.images, item.labels) for item in inputs}
+    datasets = [mlflow.data.from_numpy(item.images, targets=item.labels, source=origin,
+                                       name=NAMES[item.context], digest=digests[item.context])
+                for item in inputs]
+    mlflow.log_inputs(datasets=datasets, contexts=[item.context for item in inputs],
+                      tags_list=[None] * len(inputs))
+    return digests
+
+
+def split_inputs(splits: data.Splits) -> list[DataInput]:
+    """A training run's inputs: its training and validation splits."""
+    return [DataInput(TRAINING, splits.x_train, splits.y_train),
+            DataInput(VALIDATION, splits.x_val, splits.y_val)]
