@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +217,55 @@ def kill_processes_mentioning(text: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@dataclass
+class ServedModel:
+    """A model trained on a real subset and registered, in a session's own sqlite store."""
+
+    tracking_uri: str
+    model_uri: str
+    run_id: str
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def registered_model(tmp_path_factory, real_data_dir) -> ServedModel:
+    """``fmtrain train`` on 3,000 real images (3 epochs), registered as fashion-mnist version 1,
+    shared by the serving and lineage tests."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("registered")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
+    done = subprocess.run(["fmtrain", "train", "--limit", "3000", "--epochs", "3", "--quiet",
+                           "--data_dir", str(real_data_dir), "--register_as", "fashion-mnist"],
+                          capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_id = re.search(r"experiments/\d+/runs/(\w+)", done.stdout).group(1)
+    return ServedModel(uri, "models:/fashion-mnist/1", run_id, folder)
+
+
+@pytest.fixture(scope="session")
+def model_server(registered_model):
+    """``mlflow models serve`` of the registered model, as a user starts it in an environment
+    where fmtrain is installed (``--env-manager local``), on a free port; yields its URL."""
+    import signal
+    import subprocess
+
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=registered_model.tracking_uri,
+               MLFLOW_DISABLE_TELEMETRY="true")
+    log = open(registered_model.folder / "serve.log", "w")
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", registered_model.model_uri,
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, cwd=registered_model.folder, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, timeout=180)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        log.close()

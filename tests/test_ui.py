@@ -4,7 +4,8 @@ A small real sweep (three configurations on 500 images, 2 epochs) registers its 
 which `fmtrain evaluate` then scores; `mlflow ui` serves the store with the command the sweep
 printed, from another folder; headless Chromium opens the address the sweep printed and checks
 what a user would see: the children nested under the sweep, their names and descriptions, the
-compare page, the val_loss chart, the figures, the Models page and the registry.
+compare page, the val_loss chart, the figures, the Models page and the registry, the runs found
+by their datasets, a run's datasets and its system metrics.
 
 The MLflow 3.17 UI is a React app: the selectors are its rendered DOM (ag-grid rows carry the run
 id as ``row-id``, the compare page's tables their own classes), and every step waits for what it
@@ -417,3 +418,32 @@ def test_the_models_page_shows_final_metrics_and_the_registered_champion(page, s
     assert test_line.endswith(f"evaluation run {story.evaluation.info.run_id}): loss {scores['test_loss']:.4f}, "
                               f"accuracy {scores['test_accuracy']:.4f}, macro F1 {scores['test_macro_f1']:.4f}.")
     save_screenshot(page, "ui-version.png")
+
+
+def test_runs_are_found_by_dataset_and_show_their_datasets_and_system_metrics(page, story, ui):
+    (test_set,) = [item.dataset for item in story.evaluation.inputs.dataset_inputs]
+    datasets = wait_for(page, "//button[@data-testid='datasets-select-dropdown']")
+    assert datasets.is_enabled()  # greyed out when no run logs its inputs
+    datasets.click()
+    wait_for(page, f"//*[@role='option'][starts-with(normalize-space(), "
+                   f"'fashion-mnist-test ({test_set.digest})')]").click()
+    page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    wait_for(page, link("evaluate fm/v1"))
+    until(page, lambda: not page.find_elements(By.XPATH, link("sweep")), "only the evaluation run is listed")
+
+    # The best child's page: the datasets it used, the digest of its arrays, where they came from.
+    child = story.children[story.best]
+    page.get(ui(f"http://127.0.0.1:5000/#/experiments/{child.info.experiment_id}/runs/{child.info.run_id}"))
+    training = {item.dataset.name: item.dataset for item in child.inputs.dataset_inputs}["fashion-mnist-train"]
+    wait_for(page, f"//span[normalize-space()='fashion-mnist-train ({training.digest})']").click()
+    drawer = wait_for(page, "//*[@role='dialog'][.//*[starts-with(normalize-space(), 'Data details for')]]")
+    until(page, lambda: "features shape: [500,28,28]" in " ".join(drawer.text.split()), "the dataset's profile")
+    assert training.digest in drawer.text and "fashion-mnist-validation" in drawer.text
+    save_screenshot(page, "ui-datasets.png")
+    page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+    # Its system metrics: CPU and memory curves sampled while it trained.
+    wait_for(page, "//*[@role='tab'][normalize-space()='System metrics']").click()
+    for curve in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        wait_for(page, f"//h4[@title='system/{curve}']")
+    save_screenshot(page, "ui-system-metrics.png")

@@ -52,9 +52,11 @@ def quiet_loggers() -> None:
         return
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent",
-                 "mlflow.system_metrics.system_metrics_monitor"):
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # System metrics start and stop with every run; a store that is down stops them for the run
+    # (MLflow warns of it), which the run's own error reports better.
+    logging.getLogger("mlflow.system_metrics.system_metrics_monitor").setLevel(logging.ERROR)
     # Logging a model in an environment without pip (uv's) warns that pip has no version.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     # Loading a run's model (`fmtrain evaluate --model_uri runs:/...`) would draw MLflow's

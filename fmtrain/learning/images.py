@@ -36,10 +36,11 @@ def as_model_input(values) -> np.ndarray:
     out-of-range values and any other shape.
     """
     array = _numeric(values)
+    shape = array.shape
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim != 3 or array.shape[1:] != (SIZE, SIZE) or len(array) == 0:
-        raise ImageInputError(f"shape {array.shape}")
+        raise ImageInputError(f"shape {shape}")
     if array.dtype.kind in "iu":
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
