@@ -183,3 +183,32 @@ def test_fmtrain_predict_names_a_file_it_cannot_read(registered_model, tmp_path)
                            str(tmp_path / "notes.png")], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == f"fmtrain: error: {tmp_path / 'notes.png'}: not a picture file (PNG or JPEG)"
+
+
+def test_a_model_registered_by_an_earlier_fmtrain_still_predicts_and_evaluates(store, tiny_data_dir, tmp_path,
+                                                                               capsys):
+    """Earlier versions logged the Keras flavor alone (its python_function flavor is mlflow.keras's,
+    which answers bare probabilities): `fmtrain predict` and `evaluate` read it as before."""
+    from mlflow.models import infer_signature
+
+    from fmtrain.cli.app import main
+    from fmtrain.learning import backend, configs, model
+
+    backend.use()
+    keras_model = model.build_model(configs.DEFAULT)
+    example = np.zeros((2, 28, 28), dtype=np.float32)
+    mlflow.set_experiment("fashion-mnist")
+    with mlflow.start_run():
+        info = mlflow.keras.log_model(keras_model, name="early-stopping",
+                                      signature=infer_signature(example, keras_model.predict(example, verbose=0)))
+    mlflow.register_model(info.model_uri, "older")
+    pixels = data.load_raw(tiny_data_dir, kinds=("test",))[0]["test_images"][:3]
+    np.save(tmp_path / "three.npy", pixels)
+    capsys.readouterr()
+    assert main(["predict", "--model_uri", "models:/older/1", str(tmp_path / "three.npy")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = keras_model.predict(pixels.astype(np.float32) / 255.0, verbose=0)
+    assert [line.split(": ", 1)[1].split(", ")[0].rsplit(" ", 1)[0] for line in lines] == [
+        data.CLASS_NAMES[i] for i in expected.argmax(axis=1)]
+    assert main(["evaluate", "--model_uri", "models:/older/1", "--data_dir", str(tiny_data_dir),
+                 "--system_metrics", "0"]) == 0

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -442,8 +443,11 @@ def test_runs_are_found_by_dataset_and_show_their_datasets_and_system_metrics(pa
     save_screenshot(page, "ui-datasets.png")
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
 
-    # Its system metrics: CPU and memory curves sampled while it trained.
+    # Its system metrics: CPU and memory curves sampled while it trained, in a Ray worker whose
+    # node names them.
+    node = socket.gethostname()
     wait_for(page, "//*[@role='tab'][normalize-space()='System metrics']").click()
     for curve in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
-        wait_for(page, f"//h4[@title='system/{curve}']")
+        assert f"system/{node}/{curve}" in child.data.metrics
+        wait_for(page, f"//h4[@title='system/{node}/{curve}']")
     save_screenshot(page, "ui-system-metrics.png")

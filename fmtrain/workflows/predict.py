@@ -6,6 +6,8 @@ through its ``python_function`` flavor, the one ``mlflow models serve`` answers 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +34,11 @@ def predict(model_uri: str, paths: list[str], *, top: int = 3) -> list[Predictio
     store.open_store()
     resolved = registry.resolve(model_uri)
     backend.use(backend.DEFAULT_BACKEND)
-    answer = serving.load_classifier(resolved.uri).predict(batch)
-    # A model logged by fmtrain before its served flavor named classes answers bare probabilities.
+    model = serving.load_classifier(resolved.uri)
+    # A model logged by fmtrain before its served flavor named classes answers bare probabilities
+    # (and draws Keras's progress bar).
+    with contextlib.redirect_stdout(io.StringIO()):
+        answer = model.predict(batch)
     probabilities = (np.array(answer["probabilities"].tolist()) if hasattr(answer, "columns")
                      else np.asarray(answer))
     return [Prediction(source, images.top_classes(row, top))
