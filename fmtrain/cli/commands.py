@@ -217,7 +217,8 @@ def evaluate_command(model_uri, data_dir, experiment, backend, system_metrics):
     from fmtrain.cli import output
     from fmtrain.workflows import evaluate
 
-    seconds = configs.parse_value("system_metrics", system_metrics or configs.DEFAULT.system_metrics)
+    given = {"system_metrics": system_metrics} if system_metrics is not None else {}
+    seconds = configs.resolve(overrides=given).system_metrics  # checked as a training run's
     outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend,
                                 system_metrics=seconds)
     click.echo(output.evaluation_report(outcome))

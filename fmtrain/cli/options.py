@@ -46,19 +46,19 @@ def option_names(name: str) -> list[str]:
 def setting_options(command):
     """Add one option per configuration setting, each defaulting to the configuration's value."""
     for knob in reversed(configs.knobs()):
-        command = setting_option(knob.name)(command)
+        command = setting_option(knob.name, of_configuration=True)(command)
     return command
 
 
-def setting_option(name: str):
-    """The option of the setting ``name`` (``--name``, ``--na-me``), as ``setting_options`` adds it."""
+def setting_option(name: str, of_configuration: bool = False):
+    """The option of the setting ``name`` (``--name``, ``--na-me``), as ``setting_options`` adds
+    it (``of_configuration``: its default may be a configuration's)."""
     knob = configs.knob(name)
     choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
     kind = click.Choice(choices) if choices else SettingType(knob)
-    default = configs.format_value(knob.default)
+    default = configs.format_value(knob.default) + (", or the configuration's" if of_configuration else "")
     return click.option(*option_names(knob.name), knob.name, type=kind, default=None,
-                        help=f"{knob.metadata['help']} [default: {default}, or the "
-                             "configuration's]")
+                        help=f"{knob.metadata['help']} [default: {default}]")
 
 
 def run_options(command):
