@@ -4,6 +4,9 @@
 - ``store``: opening the tracking store, "not found", reading one run;
 - ``runs``: run lifecycle: start or resume, end with a status, errors as tags;
 - ``logged``: params, metrics, artifacts, figures, the logged model and descriptions;
+- ``datasets``: the data a run used, as dataset inputs with digests;
+- ``monitoring``: system metrics (the machine's use) beside a run's own;
+- ``serving``: the logged model's flavors, and the served one that checks its input;
 - ``queries``: typed records read back from the store, for comparison;
 - ``registry``: register and describe models, move aliases, resolve and load models;
 - ``ui``: where the MLflow UI shows a run, and the command that serves a local store.
