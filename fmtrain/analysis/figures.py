@@ -125,11 +125,7 @@ def band_figure(curves_by_name: Mapping[str, Sequence[Sequence[float]]]) -> Figu
         epochs = np.arange(length)
         axes.plot(epochs, mean, color=color, label=f"{name} (n={len(curves)})")
         axes.fill_between(epochs, mean - spread, mean + spread, color=color, alpha=0.2)
-    axes.set_title("validation loss by epoch: mean over seeds ± one standard deviation")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("val_loss")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
+    _by_whole_steps(axes, "validation loss by epoch: mean over seeds ± one standard deviation", "epoch", "val_loss")
     axes.legend(fontsize="small")
     return figure
 
@@ -177,11 +173,7 @@ def history_figure(trials: Sequence[tuple[int, float | None, str]]) -> Figure:
             steps.append((number, best))
     if steps:
         axes.step(*zip(*steps, strict=True), where="post", color="black", label="best so far")
-    axes.set_title("optimisation history: final val_loss of each trial")
-    axes.set_xlabel("trial")
-    axes.set_ylabel("val_loss")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
+    _by_whole_steps(axes, "optimisation history: final val_loss of each trial", "trial", "val_loss")
     if shown:
         axes.legend(fontsize="small")
     return figure
@@ -215,3 +207,12 @@ def evaluation_figures(evaluation, images: np.ndarray, labels: np.ndarray) -> di
         "misclassified.png": misclassified_figure(images[wrong], labels[wrong],
                                                 evaluation.predicted[wrong], CLASS_NAMES),
     }
+
+
+def _by_whole_steps(axes, title: str, x_label: str, y_label: str) -> None:
+    """Axes over epochs or trials: whole-number ticks, labels, a light grid."""
+    axes.set_title(title)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
