@@ -3,7 +3,10 @@
 1. Dataset inputs: the time of ``tracking.datasets.log_data_inputs`` for a training run's two
    splits (48,000 + 12,000 images: the digests of the arrays and one store request) and for an
    evaluation's test set (10,000), in an open run on a fresh sqlite store; median of N.
-2. System metrics: ``fmtrain train`` on the full data with ``--system_metrics SECONDS`` and with
+2. One system-metrics sample: the CPU time of what MLflow's sampling thread does every
+   interval (collect the CPU, memory, disk and network figures, read the run's status from the
+   store), median of N samples against a sqlite store.
+3. System metrics: ``fmtrain train`` on the full data with ``--system_metrics SECONDS`` and with
    ``--system_metrics 0``, alternately, N pairs; fit time and wall time of each, their medians.
 
 Nothing is asserted: timings on a shared machine are noisy.
@@ -50,6 +53,26 @@ def dataset_cost(repeats: int) -> None:
           + ", ".join(f"{t * 1000:.0f}" for t in evaluation) + " ms")
 
 
+def sample_cost(repeats: int) -> None:
+    import mlflow
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+        with mlflow.start_run(log_system_metrics=False) as run:
+            monitor = SystemMetricsMonitor(run.info.run_id)
+            client = MlflowClient()
+            spent = []
+            for _ in range(repeats):
+                start = time.process_time()
+                monitor.collect_metrics()
+                client.get_run(run.info.run_id)
+                spent.append(time.process_time() - start)
+    print(f"one system-metrics sample: {statistics.median(spent) * 1000:.1f} ms of CPU (median of "
+          f"{repeats}); every 2 s that is {statistics.median(spent) / 2 * 100:.2f}% of one core")
+
+
 def train_once(seconds: float, epochs: int, folder: str) -> tuple[float, float]:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db")
     argv = ["fmtrain", "train", "--epochs", str(epochs), "--quiet", "--system_metrics", str(seconds)]
@@ -85,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-training", action="store_true")
     arguments = parser.parse_args(argv)
     dataset_cost(arguments.repeats)
+    sample_cost(max(20, arguments.repeats))
     if not arguments.skip_training:
         system_metrics_cost(arguments.pairs, arguments.epochs, arguments.seconds)
     return 0
