@@ -66,7 +66,8 @@ class Trainer:
             response = self.session.request(method, self.url + path, timeout=120, **kwargs)
             response.raise_for_status()
         except requests.RequestException as error:
-            self.errors.append(f"{kind}: {error}")
+            body = error.response.text[:300] if error.response is not None else ""
+            self.errors.append(f"{kind}: {error} {body}".strip())
             raise
         finally:
             self.timings[kind].append(time.perf_counter() - started)

@@ -96,6 +96,12 @@ server_start() {
   [ -f "$TEAM/basic_auth.ini" ] || write_ini
   if alive "$TEAM/mlflow.pid"; then say "the MLflow server runs already (pid $(cat "$TEAM/mlflow.pid"))"; return; fi
   # setsid: the server and its workers form one process group, which `stop server` ends.
+  # MLflow's job runner (7 consumers, about 1.7 GB) runs GenAI jobs, which fmtrain never sends: off.
+  # A database pool as large as the worker's request threads (40): no request waits 30 s for a
+  # connection and fails when the machine is busy.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+  MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=${MLFLOW_SQLALCHEMYSTORE_POOL_SIZE:-20} \
+  MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-20} \
   MLFLOW_AUTH_CONFIG_PATH="$TEAM/basic_auth.ini" setsid nohup mlflow server --app-name basic-auth \
     --backend-store-uri "postgresql+psycopg://postgres@127.0.0.1:$PGPORT/mlflow" \
     --artifacts-destination "$TEAM/artifacts" --host "$MLFLOW_HOST" --port "$MLFLOW_PORT" \
