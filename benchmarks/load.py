@@ -229,7 +229,7 @@ def main() -> int:
     parser.add_argument("--trainers", default="1,4,16,32,64", help="the N to measure, comma-separated")
     parser.add_argument("--seconds", type=float, default=45, help="how long trainers start runs, per N")
     parser.add_argument("--epochs", type=int, default=20, help="metric batches per run (the default's 20)")
-    parser.add_argument("--workers", type=int, default=2, help="the server's --workers (without --url)")
+    parser.add_argument("--workers", type=int, default=4, help="the server's --workers (without --url)")
     parser.add_argument("--auth-cache", type=int, default=300, help="auth_cache_ttl_seconds (without --url)")
     parser.add_argument("--url", help="a running server instead (with --user, and the password in "
                                       "MLFLOW_TRACKING_PASSWORD)")

@@ -63,7 +63,7 @@ def team():
     folder = Path(tempfile.mkdtemp(prefix="team", dir="/tmp"))
     os.chmod(folder, 0o755)  # the postgres user reaches $TEAM through it
     names = dict(TEAM=str(folder / "team"), PGPORT=str(free_port()), MLFLOW_PORT=str(free_port()),
-                 MLFLOW_WORKERS="2", RAY_PORT=str(free_port()), RAY_HEAD="127.0.0.1",
+                 MLFLOW_WORKERS="4", RAY_PORT=str(free_port()), RAY_HEAD="127.0.0.1",
                  MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
     env.update(names, PYTHONUNBUFFERED="1", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
