@@ -210,18 +210,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_team(folder: Path, workers: int, auth_cache: int) -> tuple[dict, str, tuple[str, str]]:
-    """The documented server (scripts/team.sh) in ``folder``; returns its environment, URL and a
-    member's credentials."""
+def team_environment(folder: Path, workers: int, auth_cache: int) -> dict:
+    """The administrator's environment for scripts/team.sh in ``folder``, on free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TEAM=str(folder / "team"), PGPORT=str(free_port()), MLFLOW_PORT=str(free_port()),
                MLFLOW_WORKERS=str(workers), AUTH_CACHE_SECONDS=str(auth_cache),
                MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12),
                MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16), MEMBER_PASSWORD=secrets.token_hex(12))
+    return env
+
+
+def start_team(env: dict) -> tuple[str, tuple[str, str]]:
+    """The documented server (scripts/team.sh); returns its URL and a member's credentials."""
     script = str(PROJECT / "scripts" / "team.sh")
     for piece in (["postgres"], ["ini"], ["server"], ["user", "bench"]):
         subprocess.run([script, *piece], env=env, check=True)
-    return env, f"http://127.0.0.1:{env['MLFLOW_PORT']}", ("bench", env["MEMBER_PASSWORD"])
+    return f"http://127.0.0.1:{env['MLFLOW_PORT']}", ("bench", env["MEMBER_PASSWORD"])
 
 
 def main() -> int:
@@ -243,7 +247,8 @@ def main() -> int:
         if options.url:
             url, auth = options.url, (options.user, os.environ["MLFLOW_TRACKING_PASSWORD"])
         else:
-            env, url, auth = start_team(folder, options.workers, options.auth_cache)
+            env = team_environment(folder, options.workers, options.auth_cache)  # stopped below, however it ends
+            url, auth = start_team(env)
         experiment = f"load-{secrets.token_hex(4)}"
         requests.post(url + f"{API}/experiments/create", json={"name": experiment}, auth=auth,
                       timeout=60).raise_for_status()
