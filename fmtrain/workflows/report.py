@@ -145,7 +145,7 @@ def to_markdown(report: ChapterReport) -> str:
     lines += ["Values are mean ± standard deviation [95% bootstrap interval of the mean] over seeds.", "",
               "## The chapter's steps against its own results", "",
               tables.markdown(["step", "the chapter's band", "fmtrain", "mean inside the band"], [
-                  [step, f"{low:g}-{high:g}", summary.text(0 if "epoch" in step else 4) if summary else "not run",
+                  [step, f"{low:g}-{high:g}", summary.text(1 if "epoch" in step else 4) if summary else "not run",
                    "-" if inside is None else ("yes" if inside else "no")]
                   for step, (low, high), summary, inside in report.steps]),
               "", "## Each configuration", "",
