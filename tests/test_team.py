@@ -1,62 +1,51 @@
-"""README's "Team setup", followed word for word on loopback: PostgreSQL from Debian's package, an
-`mlflow server` on it with proxied artifacts and basic auth, a Ray head and a second Ray node; then
-a parallel sweep on the cluster, a registered champion evaluated by alias, a search on the
-cluster, four trainings at once and wrong credentials. Every server lives in a temporary folder and is stopped at the end.
+"""docs/team.md, followed word for word on loopback: PostgreSQL from Debian's package, an `mlflow
+server` on it with proxied artifacts and basic auth, a Ray head and a second Ray node, all through
+scripts/team.sh; then a parallel sweep on the cluster, a registered champion evaluated by alias, a
+search on the cluster, four trainings at once, wrong credentials, and eight simulated trainers for
+30 s (benchmarks/load.py). Everything lives in a temporary folder and is stopped as the page says.
 """
 
+import importlib.util
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, free_port, kill_processes_mentioning, wait_for_http
+from conftest import PROJECT, free_port, kill_processes_mentioning
 
-# README's commands, each run as written by `bash -c` with README's variables set; a test checks
-# that README still holds every one of them.
-POSTGRES_INIT = [
-    'mkdir -p "$TEAM" && chown postgres "$TEAM"',
-    'runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D "$TEAM/pg" -U postgres -A trust',
+# docs/team.md's commands, each run as written by `bash -c` from the checkout with the page's
+# variables set (free ports, random passwords); a test checks that the page holds every one.
+ADMIN = [
+    "scripts/team.sh postgres",
+    "scripts/team.sh ini",
+    "scripts/team.sh server",
+    "MEMBER_PASSWORD='alice chooses' scripts/team.sh user alice",
+    'export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$(python -c "import secrets; print(secrets.token_hex(32))")',
+    "scripts/team.sh ray-head",
 ]
-POSTGRES = ('runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -D "$TEAM/pg" -p "$PGPORT" -k "$TEAM" '
-            '-c listen_addresses=127.0.0.1')
-CREATEDB = 'runuser -u postgres -- /usr/lib/postgresql/15/bin/createdb -h 127.0.0.1 -p "$PGPORT" -U postgres mlflow'
-AUTH_INI = """[mlflow]
-default_permission = READ
-database_uri = sqlite:///basic_auth.db
-admin_username = admin
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-"""
-MLFLOW_SERVER = ('cd "$TEAM" && MLFLOW_AUTH_CONFIG_PATH=basic_auth.ini mlflow server --app-name basic-auth '
-                 '--backend-store-uri "postgresql+psycopg://postgres@127.0.0.1:$PGPORT/mlflow" '
-                 '--artifacts-destination "$TEAM/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1')
-CREATE_USER = ('MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD" python -c '
-               '"import sys, mlflow.server; mlflow.server.get_app_client(\'basic-auth\', tracking_uri=sys.argv[1])'
-               '.create_user(sys.argv[2], sys.argv[3])" "http://127.0.0.1:$MLFLOW_PORT" alice "$ALICE_PASSWORD"')
-RAY_HEAD = ('ray start --head --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false --disable-usage-stats '
-            '--block')
-RAY_NODE = 'ray start --address "$RAY_HEAD:$RAY_PORT" --num-cpus 1 --disable-usage-stats --block'
-USER_ENV = ('export MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT" MLFLOW_TRACKING_USERNAME=alice '
-            'MLFLOW_TRACKING_PASSWORD="$ALICE_PASSWORD"')
-SWEEP = ('fmtrain sweep --configs rmsprop-val,adam --seeds 2 --workers 2 --ray-address "$RAY_HEAD:$RAY_PORT" '
-         '--register_best fashion-mnist')
+RAY_NODE = "RAY_CPUS=1 scripts/team.sh ray-node"
+STOP = ["scripts/team.sh stop ray-node", "scripts/team.sh stop ray-head server postgres"]
+# The member's block stands alone: the values the administrator gives are written in it, and
+# the test puts its own (port, password, token) in their place.
+USER_ENV = ("export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_TRACKING_USERNAME=alice "
+            "MLFLOW_TRACKING_PASSWORD='alice chooses'\n"
+            "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN='the team token' RAY_ADDRESS=127.0.0.1:6379")
+SWEEP = "fmtrain sweep --configs rmsprop-val,adam --seeds 2 --workers 2 --register_best fashion-mnist"
 EVALUATE = "fmtrain evaluate --model_uri models:/fashion-mnist@champion"
 TRAIN = "fmtrain train --config adam"
-TUNE = 'fmtrain tune --trials 4 --max-concurrent 2 --ray-address "$RAY_HEAD:$RAY_PORT"'
-README_LINES = [*POSTGRES_INIT, POSTGRES, CREATEDB, *AUTH_INI.splitlines(), MLFLOW_SERVER, CREATE_USER,
-                RAY_HEAD, RAY_NODE, USER_ENV, SWEEP, EVALUATE, TRAIN, TUNE]
+TUNE = "fmtrain tune --trials 4 --max-concurrent 2"
+DOC_LINES = [*ADMIN, RAY_NODE, *STOP, *USER_ENV.splitlines(), SWEEP, EVALUATE, TRAIN, TUNE]
 
 
-def test_readme_holds_the_commands_these_tests_run():
-    readme = (PROJECT / "README.md").read_text()
-    missing = [line for line in README_LINES if line not in readme]
+def test_the_page_holds_the_commands_these_tests_run():
+    page = (PROJECT / "docs" / "team.md").read_text()
+    missing = [line for line in DOC_LINES if line not in page]
     assert missing == []
 
 
@@ -64,75 +53,43 @@ def shell(line: str, env: dict, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, **kwargs)
 
 
-def stop(process: Process, signum=signal.SIGTERM, timeout: float = 90) -> None:
-    """Stop a server started in its own session: its whole process group, then SIGKILL what is left."""
-    if process.popen.poll() is None:
-        os.killpg(process.popen.pid, signum)
-        try:
-            process.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.popen.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture(scope="module")
 def team():
-    """README's team: PostgreSQL, the MLflow server with basic auth, a Ray head and a second node.
+    """docs/team.md's team, started and stopped by its commands.
 
-    Yields the variables README's commands use. Ray's processes get a temporary folder of their
-    own (RAY_TMPDIR) and a token of their own (RAY_AUTH_TOKEN), so that nothing else on the
-    machine is touched, and a stop that does not wait for draining.
+    Yields the environment of the administrator's terminal. The password and the token are the
+    test's own; with the team's folder in a temporary folder, nothing else on the machine is touched.
     """
     folder = Path(tempfile.mkdtemp(prefix="team", dir="/tmp"))
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    names = dict(TEAM=str(folder / "team"), PGPORT=str(free_port()), MLFLOW_PORT=str(free_port()),
-                 RAY_PORT=str(free_port()), RAY_HEAD="127.0.0.1",
-                 MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
-                 ALICE_PASSWORD=secrets.token_hex(12), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
-    env.update(names, PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-               RAY_USAGE_STATS_ENABLED="0")
     os.chmod(folder, 0o755)  # the postgres user reaches $TEAM through it
-    servers: list[tuple[Process, int]] = []
-
-    def serve(line: str, signum=signal.SIGTERM) -> Process:
-        process = Process(["bash", "-c", line], env=env, cwd=folder)
-        servers.append((process, signum))
-        return process
-
+    names = dict(TEAM=str(folder / "team"), PGPORT=str(free_port()), MLFLOW_PORT=str(free_port()),
+                 MLFLOW_WORKERS="4", RAY_PORT=str(free_port()), RAY_HEAD="127.0.0.1",
+                 MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+    env.update(names, PYTHONUNBUFFERED="1", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+    password = secrets.token_hex(12)
+    # The administrator's terminal, one line after the other; the token line's output is kept.
+    script = "\n".join(["set -e", *[line.replace("'alice chooses'", password) for line in ADMIN],
+                         f"{RAY_NODE}", "echo RAY_AUTH_TOKEN=$RAY_AUTH_TOKEN"])
     try:
-        for line in POSTGRES_INIT:
-            done = shell(line, env, cwd=folder, timeout=120)
-            assert done.returncode == 0, done.stderr[-2000:]
-        postgres = serve(POSTGRES, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
-        head = serve(RAY_HEAD)  # starts while PostgreSQL does
-        deadline = time.monotonic() + 120
-        while shell('pg_isready -q -h 127.0.0.1 -p "$PGPORT"', env).returncode != 0:
-            assert postgres.popen.poll() is None and time.monotonic() < deadline, postgres.err[-20:]
-            time.sleep(0.5)
-        done = shell(CREATEDB, env, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        (Path(names["TEAM"]) / "basic_auth.ini").write_text(AUTH_INI)
-        server = serve(MLFLOW_SERVER)  # a new database: MLflow creates its tables first (a minute)
-        head.expect("Ray runtime started", timeout=300)
-        node = serve(RAY_NODE)
-        node.expect("Ray runtime started", timeout=300)
-        try:
-            wait_for_http(f"http://127.0.0.1:{names['MLFLOW_PORT']}/health", server.popen, timeout=600)
-        except AssertionError as error:  # say why: the server's own last lines
-            raise AssertionError(f"{error}:\n" + "\n".join(server.err[-30:])) from None
-        done = shell(CREATE_USER, env, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
+        done = subprocess.run(["bash", "-c", script], env=env, cwd=PROJECT, capture_output=True, text=True,
+                              timeout=1200)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        token = done.stdout.strip().splitlines()[-1].removeprefix("RAY_AUTH_TOKEN=")
+        env.update(ALICE_PASSWORD=password, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
         yield env
     finally:
-        for process, signum in reversed(servers):
-            stop(process, signum)
-        kill_processes_mentioning(ray_tmp)
+        for line in STOP:
+            subprocess.run(["bash", "-c", line], env=env, cwd=PROJECT, timeout=300)
+        kill_processes_mentioning(str(folder))  # what a failed start may have left
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def member(team: dict) -> str:
+    """The member's block as the administrator fills it in."""
+    return (USER_ENV.replace("127.0.0.1:5000", f"127.0.0.1:{team['MLFLOW_PORT']}")
+            .replace("'alice chooses'", team["ALICE_PASSWORD"]).replace("'the team token'", team["RAY_AUTH_TOKEN"])
+            .replace("127.0.0.1:6379", f"127.0.0.1:{team['RAY_PORT']}").replace("\n", " && "))
 
 
 def small(command: str, data_dir) -> str:
@@ -153,9 +110,12 @@ def alice(team, tmp_path):
 
 
 def test_a_parallel_sweep_on_the_cluster_lands_on_the_team_server(team, alice, tmp_path, real_data_dir):
-    done = shell(f"{USER_ENV} && {small(SWEEP, real_data_dir)}", team, cwd=tmp_path, timeout=900)
+    line = f"{member(team)} && {small(SWEEP, real_data_dir).replace(' --quiet', '')}"  # the workers' lines too
+    done = shell(line, team, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert f"up to 2 at once on the Ray cluster at 127.0.0.1:{team['RAY_PORT']}" in done.stdout
+    epochs = [line for line in (done.stdout + done.stderr).splitlines() if "pid=" in line and "Epoch " in line]
+    assert len(epochs) == 4 * 2, epochs  # each child's epoch line once, though two nodes share this host
     experiment = alice.get_experiment_by_name("fashion-mnist")
     runs = alice.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -172,14 +132,14 @@ def test_a_parallel_sweep_on_the_cluster_lands_on_the_team_server(team, alice, t
 
     champion = alice.get_model_version_by_alias("fashion-mnist", "champion")
     assert champion.run_id == parent.data.tags["fmtrain.best_run_id"]
-    evaluated = shell(f"{USER_ENV} && {EVALUATE} --data_dir {real_data_dir}", team, cwd=tmp_path, timeout=600)
+    evaluated = shell(f"{member(team)} && {EVALUATE} --data_dir {real_data_dir}", team, cwd=tmp_path, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "evaluated models:/fashion-mnist@champion (fashion-mnist version 1) on 10000 test images" in \
         evaluated.stdout
 
 
 def test_a_search_on_the_cluster_lands_on_the_team_server(team, alice, tmp_path, real_data_dir):
-    line = f"{USER_ENV} && {small(TUNE, real_data_dir)} --experiment search"
+    line = f"{member(team)} && {small(TUNE, real_data_dir)} --experiment search"
     done = shell(line, team, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert f"up to 2 at once on the Ray cluster at 127.0.0.1:{team['RAY_PORT']}" in done.stdout
@@ -198,7 +158,7 @@ def test_a_search_on_the_cluster_lands_on_the_team_server(team, alice, tmp_path,
 
 
 def test_four_trainings_at_once_all_finish_complete(team, alice, tmp_path, real_data_dir):
-    line = f"{USER_ENV} && {TRAIN} --limit 500 --epochs 1 --quiet --data_dir {real_data_dir} --experiment four"
+    line = f"{member(team)} && {TRAIN} --limit 500 --epochs 1 --quiet --data_dir {real_data_dir} --experiment four"
     jobs = [subprocess.Popen(["bash", "-c", line], env=team, cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [job.communicate(timeout=900)[1] for job in jobs]
@@ -214,10 +174,30 @@ def test_four_trainings_at_once_all_finish_complete(team, alice, tmp_path, real_
 @pytest.mark.parametrize("command", [TRAIN, SWEEP])
 def test_wrong_credentials_get_one_line_and_no_run(command, team, alice, tmp_path, real_data_dir):
     before = len(alice.search_runs([e.experiment_id for e in alice.search_experiments()]))
-    line = f"{USER_ENV} && MLFLOW_TRACKING_PASSWORD=wrong {small(command, real_data_dir)}"
+    line = f"{member(team)} && MLFLOW_TRACKING_PASSWORD=wrong {small(command, real_data_dir)}"
     done = shell(line, team, cwd=tmp_path, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip().splitlines() == [
         f"fmtrain: error: tracking store http://127.0.0.1:{team['MLFLOW_PORT']} refused the credentials; "
         "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"]
     assert len(alice.search_runs([e.experiment_id for e in alice.search_experiments()])) == before
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("load_benchmark", PROJECT / "benchmarks" / "load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eight_simulated_trainers_for_30_s_get_no_error_and_lose_nothing(team, alice):
+    """benchmarks/load.py's trainers (a real run's requests, in its order and sizes) against the
+    documented configuration; a fresh client then reads every finished run back complete."""
+    load = _load_benchmark()
+    url, auth = f"http://127.0.0.1:{team['MLFLOW_PORT']}", ("alice", team["ALICE_PASSWORD"])
+    alice.create_experiment("load")
+    result = load.load(url, auth, trainers=8, seconds=30, epochs=20, experiment="load")
+    assert result["errors"] == []
+    assert len(result["runs"]) >= 8  # every trainer finished at least the run in hand
+    assert load.verify(url, auth, result["runs"], epochs=20) == []
+    print(load.table([result], {8: 0}))

@@ -29,6 +29,10 @@ def curve_figure(history: Mapping[str, Sequence[float]], metric: str = "loss") -
     return figure
 
 
+# Beyond this many runs a legend hides the axes and takes minutes to lay out; the tables name them.
+LEGEND_MOST = 40
+
+
 def comparison_figure(runs: Sequence[Mapping]) -> Figure:
     """Loss per epoch of several runs on shared axes: validation (left) and train (right).
 
@@ -38,6 +42,7 @@ def comparison_figure(runs: Sequence[Mapping]) -> Figure:
     """
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     val_axes, train_axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    runs = [run for run in runs if run["loss"] or run.get("val_loss")]  # a run with no epoch draws nothing
     colors = iter(_palette(len(runs)))
     for run in runs:
         color = next(colors)
@@ -57,7 +62,8 @@ def comparison_figure(runs: Sequence[Mapping]) -> Figure:
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     val_axes.set_ylabel("loss")
-    train_axes.legend(fontsize="small")
+    if runs and len(runs) <= LEGEND_MOST:
+        train_axes.legend(fontsize="small")
     return figure
 
 

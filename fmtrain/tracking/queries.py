@@ -1,7 +1,12 @@
-"""Typed records read back from the store, for comparison, reports and resumed sweeps."""
+"""Typed records read back from the store, for comparison, reports, reaping and resumed sweeps.
+
+Every search here pages through all its results (MLflow's ``page_token``), and each command reads
+a run once: the records come from the search's own results, not from a second ``get_run`` each.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
@@ -11,6 +16,8 @@ from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PARENT_
 from fmtrain.tracking.store import get_run
 
 CURVES = ("loss", "val_loss")
+# Runs per search request: MLflow's default page, about 1 MB of JSON for fmtrain's runs.
+PAGE_SIZE = 1000
 
 
 @dataclass
@@ -26,6 +33,7 @@ class RunRecord:
     seconds: float
     curves: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    started: float = 0.0  # Unix seconds
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
@@ -34,44 +42,6 @@ class RunRecord:
     def scores(self) -> Scores:
         """The run's single scores as a typed record."""
         return Scores.from_metrics(self.metrics)
-
-
-def child_run_ids(parent_run_id: str) -> list[str]:
-    """The nested runs of ``parent_run_id``, oldest first (the order the sweep ran them)."""
-    parent = get_run(parent_run_id)
-    children = MlflowClient().search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-        order_by=["attributes.start_time ASC"], max_results=5000)
-    return [run.info.run_id for run in children]
-
-
-def fetch_records(run_ids: list[str]) -> list[RunRecord]:
-    """One record per run, with its per-epoch ``loss`` and ``val_loss``.
-
-    Raises ValueError for an unknown run id.
-    """
-    client = MlflowClient()
-    records = []
-    for run_id in run_ids:
-        run = get_run(run_id)
-        epochs = run.data.metrics.get("epochs_run", float("inf"))
-        curves = {key: [m.value for m in sorted(client.get_metric_history(run_id, key),
-                                                 key=lambda m: (m.step, m.timestamp))
-                        if m.step < epochs]
-                  for key in CURVES}
-        end = run.info.end_time or run.info.start_time
-        records.append(RunRecord(
-            name=run.data.tags.get(CONFIG_TAG, run.info.run_name),
-            run_id=run_id,
-            status=run.info.status,
-            error=run.data.tags.get(ERROR_TAG, ""),
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-            seconds=(end - run.info.start_time) / 1000.0,
-            curves=curves,
-            tags=dict(run.data.tags),
-        ))
-    return records
 
 
 @dataclass
@@ -97,6 +67,80 @@ class RunState:
         return {key: value for key, value in self.params.items() if key not in SWEEP_PARAMS}
 
 
+def search_all(experiment_ids: list[str], filter_string: str = "",
+               client: MlflowClient | None = None) -> Iterator:
+    """Every run of ``experiment_ids`` that ``filter_string`` matches, oldest first, page by page."""
+    client = client or MlflowClient()
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  order_by=["attributes.start_time ASC"], max_results=PAGE_SIZE,
+                                  page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _experiment_ids(client: MlflowClient) -> list[str]:
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            return ids
+
+
+def _children(parent_run_id: str, extra_filter: str = "") -> list:
+    parent = get_run(parent_run_id)
+    wanted = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {extra_filter}" if extra_filter else "")
+    return list(search_all([parent.info.experiment_id], wanted))
+
+
+def _record(run, client: MlflowClient | None = None) -> RunRecord:
+    """A record of ``run``; with ``client``, its per-epoch curves too (one request per curve)."""
+    end = run.info.end_time or run.info.start_time
+    record = RunRecord(
+        name=run.data.tags.get(CONFIG_TAG, run.info.run_name), run_id=run.info.run_id,
+        status=run.info.status, error=run.data.tags.get(ERROR_TAG, ""), params=dict(run.data.params),
+        metrics=dict(run.data.metrics), seconds=(end - run.info.start_time) / 1000.0,
+        tags=dict(run.data.tags), started=run.info.start_time / 1000.0)
+    return with_curves([record], client)[0] if client is not None else record
+
+
+def with_curves(records: list[RunRecord], client: MlflowClient | None = None) -> list[RunRecord]:
+    """``records`` with their per-epoch ``loss`` and ``val_loss`` read from the store (only the
+    curves a run has: a run that logged no epoch costs no request)."""
+    client = client or MlflowClient()
+    for record in records:
+        epochs = record.metrics.get("epochs_run", float("inf"))
+        record.curves = {key: [m.value for m in sorted(client.get_metric_history(record.run_id, key),
+                                                        key=lambda m: (m.step, m.timestamp))
+                               if m.step < epochs] if key in record.metrics else []
+                         for key in CURVES}
+    return records
+
+
+def fetch_records(run_ids: list[str]) -> list[RunRecord]:
+    """One record per run, with its per-epoch ``loss`` and ``val_loss``.
+
+    Raises ValueError for an unknown run id.
+    """
+    client = MlflowClient()
+    return [_record(get_run(run_id), client) for run_id in run_ids]
+
+
+def child_records(parent_run_id: str) -> list[RunRecord]:
+    """Records of a parent's nested runs, oldest first, without their curves (``with_curves``)."""
+    return [_record(run) for run in _children(parent_run_id)]
+
+
+def child_run_ids(parent_run_id: str) -> list[str]:
+    """The nested runs of ``parent_run_id``, oldest first (the order the sweep ran them)."""
+    return [run.info.run_id for run in _children(parent_run_id)]
+
+
 def _state(run) -> RunState:
     started = run.info.start_time / 1000.0
     beat = run.data.tags.get(HEARTBEAT_TAG)
@@ -110,10 +154,11 @@ def run_state(run_id: str) -> RunState:
     return _state(get_run(run_id))
 
 
-def child_states(parent_run_id: str) -> list[RunState]:
-    """The states of a parent's nested runs, oldest first."""
-    client = MlflowClient()
-    return [_state(client.get_run(run_id)) for run_id in child_run_ids(parent_run_id)]
+def child_states(parent_run_id: str, tags: dict[str, str] | None = None) -> list[RunState]:
+    """The states of a parent's nested runs, oldest first; with ``tags``, only those with these
+    tag values."""
+    wanted = " and ".join(f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items())
+    return [_state(run) for run in _children(parent_run_id, wanted)]
 
 
 def running_runs(experiment: str | None = None) -> list[RunState]:
@@ -125,12 +170,10 @@ def running_runs(experiment: str | None = None) -> list[RunState]:
             raise ValueError(f"no experiment named {experiment!r} in the store")
         ids = [found.experiment_id]
     else:
-        ids = [e.experiment_id for e in client.search_experiments()]
+        ids = _experiment_ids(client)
     if not ids:
         return []
-    runs = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
-                              order_by=["attributes.start_time ASC"], max_results=5000)
-    return [_state(run) for run in runs]
+    return [_state(run) for run in search_all(ids, "attributes.status = 'RUNNING'", client)]
 
 
 def test_accuracies(run_ids: list[str]) -> dict[str, float]:
@@ -140,10 +183,8 @@ def test_accuracies(run_ids: list[str]) -> dict[str, float]:
     wanted = set(run_ids)
     if not wanted:
         return found
-    experiments = [e.experiment_id for e in client.search_experiments()]  # evaluations go anywhere
-    evaluations = client.search_runs(experiments, filter_string="params.source_run_id != 'none'",
-                                     order_by=["attributes.start_time ASC"], max_results=5000)
-    for run in evaluations:
+    experiments = _experiment_ids(client)  # evaluations go anywhere
+    for run in search_all(experiments, "params.source_run_id != 'none'", client):
         source = run.data.params.get("source_run_id")
         if source in wanted and "test_accuracy" in run.data.metrics:
             found[source] = run.data.metrics["test_accuracy"]

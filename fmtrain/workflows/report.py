@@ -88,10 +88,10 @@ def build(parent_run_id: str) -> ChapterReport:
     from fmtrain.tracking import queries
 
     parent = queries.run_state(parent_run_id)
-    children = [c for c in queries.child_states(parent_run_id) if c.status == "FINISHED"]
+    children = [c for c in queries.child_records(parent_run_id) if c.status == "FINISHED"]
     if not children:
         raise ValueError(f"run {parent_run_id} has no FINISHED child runs to report on")
-    records = queries.fetch_records([c.run_id for c in children])
+    records = queries.with_curves(children)
     tests = queries.test_accuracies([c.run_id for c in children])
     by_config: dict[str, dict[int, object]] = defaultdict(dict)
     for record in records:  # oldest first: a resumed sweep's later run of a seed wins

@@ -228,16 +228,16 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
-    if len(run_ids) == 1 and (states := queries.child_states(run_ids[0])):
-        latest = {(c.config, c.params.get("seed")): c for c in states}  # oldest first: last wins
+    if len(run_ids) == 1 and (children := queries.child_records(run_ids[0])):
+        latest = {(c.name, c.params.get("seed")): c for c in children}  # oldest first: last wins
         parent_tags = queries.run_state(run_ids[0]).tags
         rank = {name: i for i, name in enumerate(parent_tags.get(tags.SWEEP_TAG, "").split(","))}
         seed_rank = {seed: i for i, seed in enumerate(parent_tags.get(tags.SEEDS_TAG, "").split(","))}
-        chosen = sorted(latest.values(), key=lambda c: (rank.get(c.config, len(rank)),
-                                                        seed_rank.get(c.params.get("seed"), len(seed_rank)),
-                                                        c.started))
-        run_ids = [c.run_id for c in chosen]
-    records = queries.fetch_records(run_ids)
+        records = queries.with_curves(sorted(
+            latest.values(), key=lambda c: (rank.get(c.name, len(rank)),
+                                            seed_rank.get(c.params.get("seed"), len(seed_rank)), c.started)))
+    else:
+        records = queries.fetch_records(run_ids)
     return comparison.summary_rows(records), comparison.figure(records)
 
 

@@ -194,8 +194,8 @@ def _trial_error(parent_id: str, number: int) -> str | None:
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import queries
 
-    for child in queries.child_states(parent_id):
-        if child.tags.get(tags.TRIAL_TAG) == str(number) and tags.ERROR_TAG in child.tags:
+    for child in queries.child_states(parent_id, {tags.TRIAL_TAG: str(number)}):  # its own run only
+        if tags.ERROR_TAG in child.tags:
             return f"run {child.run_id} ({child.name}) failed: {child.tags[tags.ERROR_TAG]}"
     return None
 
@@ -225,7 +225,7 @@ def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:
     from fmtrain.tracking import queries
 
     rows = []
-    for record in queries.fetch_records(queries.child_run_ids(parent_id)):
+    for record in queries.child_records(parent_id):  # no curves: a row needs none
         number = record.tags.get(tags.TRIAL_TAG)
         pruned = record.tags.get(tags.PRUNED_EPOCH_TAG)
         rows.append(TrialRow(
