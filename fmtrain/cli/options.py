@@ -46,7 +46,8 @@ def option_names(name: str) -> list[str]:
 def setting_options(command):
     """Add one option per configuration setting, each defaulting to the configuration's value."""
     for knob in reversed(configs.knobs()):
-        choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
+        choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS,
+                   "batch_order": configs.BATCH_ORDERS}.get(knob.name)
         kind = click.Choice(choices) if choices else SettingType(knob)
         default = configs.format_value(knob.default)
         command = click.option(*option_names(knob.name), knob.name, type=kind, default=None,
