@@ -16,7 +16,7 @@ from fmtrain.analysis import comparison, descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines
-from fmtrain.learning import configs, data
+from fmtrain.learning import backend, configs, data
 from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
 
@@ -81,6 +81,9 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
+    if len(seed_list) > 1 and "backend" not in typed and not resume:
+        # Several seeds: the fastest backend installed (the parent's params and report say which).
+        typed["backend"] = backend.multi_seed_default()
     resolved = {}
     for name in names:
         try:
