@@ -153,13 +153,15 @@ def main() -> None:
     parser.add_argument("--chapter-backend", default=None, help="backend of --chapter (default: fmtrain's)")
     parser.add_argument("--workers", type=int, default=None, help="--workers of --chapter (default: fmtrain's)")
     parser.add_argument("--ray-address", default=None, help="--ray_address of --chapter")
+    parser.add_argument("--store", default=None,
+                        help="tracking URI to keep the runs in (default: a temporary sqlite store)")
     parser.add_argument("--plain-seeds", type=int, default=0,
                         help="with --chapter, also the chapter's code, 8 configurations x this many seeds")
     parser.add_argument("--only-sweeps", action="store_true",
                         help="skip the per-configuration comparison (with --sweep or --throughput)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fmtrain-bench-") as store:
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db")
+        env = dict(os.environ, MLFLOW_TRACKING_URI=args.store or f"sqlite:///{store}/mlflow.db")
         for name in ("MLFLOW_RUN_ID", "KERAS_BACKEND"):
             env.pop(name, None)
         # Create the store's tables once, as a user's existing store has them.

@@ -160,6 +160,8 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
             echo(f"{label} ... val_loss {result.final_val_loss:.3f}, {result.seconds:.0f} s")
 
     sent = [job for job in jobs if job.trains] if engine.parallel else jobs
+    if engine.parallel:  # the longest first, so that no worker is left with a long run at the end
+        sent = sorted(sent, key=lambda job: -job.config.epochs)
     for job in jobs:
         if job not in sent:
             show(job, sweep_jobs.run_child(job, splits))
