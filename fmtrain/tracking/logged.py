@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 
@@ -83,8 +82,8 @@ def _same_value(key: str, logged: str, value: str) -> bool:
         return False
 
 
-def log_training(run_id: str, result, figures: dict, model_id: str) -> None:
-    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table.
+def log_training(run_id: str, result, figures: dict, model_id: str, history_csv: str) -> None:
+    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table (CSV text).
 
     The metrics of the kept model are linked to its logged model ``model_id`` too.
     """
@@ -101,18 +100,7 @@ def log_training(run_id: str, result, figures: dict, model_id: str) -> None:
         mlflow.log_artifact(str(path))
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, file_name)
-    mlflow.log_text(history_csv(result.history), "history.csv")
-
-
-def history_csv(history: dict[str, list[float]]) -> str:
-    """Per-epoch values as CSV text with an ``epoch`` column first."""
-    import pandas as pd
-
-    frame = pd.DataFrame(history)
-    frame.insert(0, "epoch", range(len(frame)))
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue()
+    mlflow.log_text(history_csv, "history.csv")
 
 
 @dataclass(frozen=True)

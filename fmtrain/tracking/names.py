@@ -43,3 +43,7 @@ HEARTBEAT_TAG = "fmtrain.heartbeat"
 # The host and process id of the process that opened the run ("host:pid"): on that host, a
 # run whose process no longer exists is known to be abandoned without waiting for its heartbeat.
 PROCESS_TAG = "fmtrain.process"
+
+# A sweep parent's params that say how it ran, not how each child trains: every other param of
+# the parent is a setting its children share.
+SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address")

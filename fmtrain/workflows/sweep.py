@@ -84,16 +84,11 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     if len(seed_list) > 1 and "backend" not in typed and not resume:
         # Several seeds: the fastest backend installed (the parent's params and report say which).
         typed["backend"] = backend.multi_seed_default()
-    resolved = {}
-    for name in names:
-        try:
-            resolved[name] = configs.resolve(name, typed)
-        except ValueError as error:
-            resolved[name] = error
-    if all(isinstance(config, ValueError) for config in resolved.values()):
-        raise resolved[names[0]]
+    takes = {name: _takes(name, typed) for name in names}
+    if not any(takes.values()):
+        configs.resolve(names[0], typed)  # raises the first configuration's error
     pairs = [(name, seed) for name in names for seed in seed_list]
-    to_train = [pair for pair in pairs if pair not in kept and not isinstance(resolved[pair[0]], ValueError)]
+    to_train = [pair for pair in pairs if pair not in kept and takes[pair[0]]]
     placement = engines.plan(workers, ray_address, len(to_train))
     store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
@@ -113,7 +108,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
             runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
                              description=started) as parent_id:
         jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
-                                  resolved[name], kept.get((name, seed)), verbose)
+                                  typed, kept.get((name, seed)), verbose)
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
@@ -134,6 +129,15 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         result.registered_version = register_finished(best.run_id, register_best,
                                                       alias=tags.CHAMPION_ALIAS)
     return result
+
+
+def _takes(name: str, settings: dict) -> bool:
+    """Whether configuration ``name`` can take ``settings`` (a child that cannot is FAILED)."""
+    try:
+        configs.resolve(name, settings)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
@@ -161,7 +165,7 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
 
     sent = [job for job in jobs if job.trains] if engine.parallel else jobs
     if engine.parallel:  # the longest first, so that no worker is left with a long run at the end
-        sent = sorted(sent, key=lambda job: -job.config.epochs)
+        sent = sorted(sent, key=lambda job: -job.config().epochs)
     for job in jobs:
         if job not in sent:
             show(job, sweep_jobs.run_child(job, splits))
@@ -212,8 +216,7 @@ def _resumable(parent_id: str, requested, overrides, echo):
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
     kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
             for child in states if child.status == "FINISHED"}
-    settings = {key: value for key, value in parent.params.items()
-                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
+    settings = parent.shared_settings
     seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
     return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
@@ -251,8 +254,7 @@ def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
     parent = queries.run_state(parent_run_id)
     ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
         else [row.config for row in rows]
-    settings = {key: value for key, value in parent.params.items()
-                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
+    settings = parent.shared_settings
     seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
     markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
     logged.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,
