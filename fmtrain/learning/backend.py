@@ -111,9 +111,14 @@ def multi_seed_default() -> str:
     With fmtrain's own batch order both backends train the same mathematics; JAX does an epoch
     in about half of TensorFlow's time on a CPU and starts sooner, and every seed is a new
     draw of initial weights anyway (each backend draws its own). A single run keeps
-    TensorFlow, the chapter's backend."""
+    TensorFlow, the chapter's backend. A process that already runs Keras keeps its backend
+    (one process cannot switch, and a sweep with one worker trains in this process)."""
     import importlib.util
 
+    if "keras" in sys.modules:
+        import keras
+
+        return keras.backend.backend()
     return "jax" if importlib.util.find_spec("jax") else DEFAULT_BACKEND
 
 
