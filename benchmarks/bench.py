@@ -19,6 +19,8 @@ with ``--throughput``, 8 configurations x 3 seeds with one worker and with two
 
     python benchmarks/bench.py [--config early-stopping] [--repeats 3] [--limit 0] [--sweep]
                                [--sweep-repeats 1] [--throughput] [--only-sweeps]
+    python benchmarks/bench.py --chapter [--seeds 5] [--workers N] [--chapter-backend jax]
+                               [--ray-address HOST:PORT] [--plain-seeds K] [--limit 0]
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import chapter_bench  # noqa: E402 - a sibling script, importable once its folder is on the path
+
 WAYS = ("chapter code, TensorFlow", "chapter code, JAX", "fmtrain, TensorFlow", "fmtrain, JAX",
         "numpy SGD floor")
 
@@ -141,15 +146,29 @@ def main() -> None:
     parser.add_argument("--throughput-workers", default="1,2",
                         help="the --workers values the throughput is measured with")
     parser.add_argument("--backend", default="tensorflow", help="backend of the fmtrain sweeps")
+    parser.add_argument("--chapter", action="store_true",
+                        help="time one `fmtrain sweep --seeds N` (all 8 configurations) and show where the "
+                             "time went; nothing else unless asked")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of --chapter")
+    parser.add_argument("--chapter-backend", default=None, help="backend of --chapter (default: fmtrain's)")
+    parser.add_argument("--workers", type=int, default=None, help="--workers of --chapter (default: fmtrain's)")
+    parser.add_argument("--ray-address", default=None, help="--ray_address of --chapter")
+    parser.add_argument("--store", default=None,
+                        help="tracking URI to keep the runs in (default: a temporary sqlite store)")
+    parser.add_argument("--plain-seeds", type=int, default=0,
+                        help="with --chapter, also the chapter's code, 8 configurations x this many seeds")
     parser.add_argument("--only-sweeps", action="store_true",
                         help="skip the per-configuration comparison (with --sweep or --throughput)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fmtrain-bench-") as store:
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db")
+        env = dict(os.environ, MLFLOW_TRACKING_URI=args.store or f"sqlite:///{store}/mlflow.db")
         for name in ("MLFLOW_RUN_ID", "KERAS_BACKEND"):
             env.pop(name, None)
         # Create the store's tables once, as a user's existing store has them.
         subprocess.run(["fmtrain", "reap"], env=env, check=True, capture_output=True)
+        if args.chapter:
+            chapter_bench.chapter(args, env)
+            return
         results: dict[str, list[dict]] = {way: [] for way in WAYS}
         for repeat in range(0 if args.only_sweeps else args.repeats):
             for way, run in zip(WAYS, (lambda: run_plain("tensorflow", args, env),

@@ -47,10 +47,11 @@ def model_fn(a_layer=None):
     return model
 
 
-def run(name: str, train_scaled, val_scaled, train_target, val_target, workdir: str) -> dict:
+def run(name: str, train_scaled, val_scaled, train_target, val_target, workdir: str,
+        seed: int | None = None) -> dict:
     import keras
 
-    config = configs.resolve(name)
+    config = configs.resolve(name, {} if seed is None else {"seed": str(seed)})
     keras.utils.set_random_seed(config.seed)  # the notebook is unseeded; seeded to compare runs
 
     model = model_fn(keras.layers.Dropout(config.dropout_rate) if config.dropout_rate else None)
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--configs", default="early-stopping", help="comma-separated, or all")
     parser.add_argument("--data_dir", default=os.environ.get("FMTRAIN_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
     parser.add_argument("--limit", type=int, default=0, help="first N training images (0 = all)")
+    parser.add_argument("--seed", type=int, default=None, help="the seed (default: the configuration's)")
     args = parser.parse_args()
     from sklearn.model_selection import train_test_split
 
@@ -94,7 +96,7 @@ def main() -> None:
         val_scaled, val_target = val_scaled[: args.limit // 4], val_target[: args.limit // 4]
     with tempfile.TemporaryDirectory() as workdir:
         for name in names:
-            print(json.dumps(run(name, train_scaled, val_scaled, train_target, val_target, workdir)), flush=True)
+            print(json.dumps(run(name, train_scaled, val_scaled, train_target, val_target, workdir, args.seed)), flush=True)
 
 
 if __name__ == "__main__":

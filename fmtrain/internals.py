@@ -13,7 +13,6 @@ import sys
 # Each guarded name: (library, module holding it, attribute path), checked by the tests.
 GUARDED = [
     ("keras", "keras.src.utils.module_utils", "tensorflow._available"),
-    ("keras", "keras.src.trainers.data_adapters.array_data_adapter", "ArrayDataAdapter"),
     ("python", "atexit", "_run_exitfuncs"),
 ]
 
@@ -27,14 +26,6 @@ def tell_keras_tensorflow_is_absent() -> None:
     from keras.src.utils import module_utils
 
     module_utils.tensorflow._available = False
-
-
-def keras_array_dataset(images, labels, batch_size: int, shuffle: bool):
-    """The tf.data pipeline Keras's ``fit()`` builds from arrays (the same shuffle and batches),
-    made from arrays we hand it (Keras exposes the adapter only through ``fit()``)."""
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
-    return ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
 
 
 def run_exit_handlers() -> None:

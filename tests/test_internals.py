@@ -35,10 +35,3 @@ def test_no_private_name_of_another_library_outside_the_adapter():
     users = [str(path.relative_to(PROJECT)) for path in (PROJECT / "fmtrain").rglob("*.py")
              if path.name != "internals.py" and PRIVATE.search(path.read_text())]
     assert users == []
-
-
-def test_the_adapter_works_on_the_installed_libraries():
-    import numpy as np
-
-    dataset = internals.keras_array_dataset(np.arange(10 * 4).reshape(10, 4), np.arange(10), 4, False)
-    assert [int(x.shape[0]) for x, _ in dataset] == [4, 4, 2]

@@ -54,7 +54,8 @@ def setting_option(name: str, of_configuration: bool = False):
     """The option of the setting ``name`` (``--name``, ``--na-me``), as ``setting_options`` adds
     it (``of_configuration``: its default may be a configuration's)."""
     knob = configs.knob(name)
-    choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS}.get(knob.name)
+    choices = {"optimizer": configs.OPTIMIZERS, "backend": configs.BACKENDS,
+               "batch_order": configs.BATCH_ORDERS}.get(knob.name)
     kind = click.Choice(choices) if choices else SettingType(knob)
     default = configs.format_value(knob.default) + (", or the configuration's" if of_configuration else "")
     return click.option(*option_names(knob.name), knob.name, type=kind, default=None,

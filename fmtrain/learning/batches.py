@@ -1,25 +1,81 @@
-"""How the images reach Keras on each backend, and the seed.
+"""The order of the training batches, how they reach Keras on each backend, and the seed.
 
-On TensorFlow the uint8 images go through Keras's own array pipeline and are scaled per batch
-(a quarter of the memory of float copies, and the same batches and shuffle as the chapter's
-``fit()`` on float arrays: a test checks the losses against the chapter's code). On JAX, where
-that pipeline would import TensorFlow (seconds of start-up and hundreds of MiB), Keras gets
-float32 arrays, as in the chapter.
+fmtrain owns the batch order: epoch ``e`` of a run with seed ``s`` visits the training images
+in ``epoch_order(s, e, n)``, a permutation drawn by numpy's Generator seeded with ``(s, e)``,
+and fit() is fed those batches with nothing left for Keras to shuffle. So a run reshuffles every
+epoch, both backends see the same batches, and any epoch's order can be made again from
+(seed, epoch) alone (a resumed run's). Keras's own ``fit(shuffle=True)`` differs between its
+backends: after ``keras.utils.set_random_seed``, TensorFlow visits the images in the same order
+every epoch, JAX in a new one (docs/keras-tf-shuffle.md); ``batch_order="keras"`` keeps that
+behaviour for comparison.
+
+The training images stay uint8 and are scaled per batch (a quarter of the memory of float
+copies; the values equal the chapter's float64 ``x / 255.0`` cast to float32) by a
+``keras.utils.PyDataset`` on JAX and by a tf.data pipeline made from it on TensorFlow (where
+the PyDataset would cost a Python call per batch). Validation batches come from a tf.data
+pipeline on TensorFlow and from float32 arrays on JAX, where tf.data would import TensorFlow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
-from fmtrain import internals
 from fmtrain.learning.data import Splits, scale
 
 # Batch size for validation, predict and evaluate: results do not depend on it beyond float
 # rounding, and the chapter's 32 costs each epoch 375 small validation steps.
 EVAL_BATCH_SIZE = 1024
+
+
+def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` (0-based) of a run seeded ``seed`` visits ``size``
+    training images: a permutation of ``range(size)`` that depends on (seed, epoch) alone."""
+    return np.random.default_rng((seed, epoch)).permutation(size)
+
+
+def epoch_batches(seed: int, epoch: int, size: int, batch_size: int) -> list[np.ndarray]:
+    """The indices of each batch of epoch ``epoch``, in order; the last one may be short."""
+    order = epoch_order(seed, epoch, size)
+    return [order[start:start + batch_size] for start in range(0, size, batch_size)]
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """The training batches of one epoch, in ``epoch_order(seed, epoch)``, as (scaled images,
+    labels). ``epoch`` is set before each epoch by ``EpochFollower``, from Keras's own epoch
+    index (``initial_epoch`` included); Keras iterates the batches in index order."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int = 0):
+        super().__init__()
+        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+        self.epoch = epoch
+        self._order = (None, None)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def order(self) -> np.ndarray:
+        if self._order[0] != self.epoch:
+            self._order = (self.epoch, epoch_order(self.seed, self.epoch, len(self.labels)))
+        return self._order[1]
+
+    def __getitem__(self, index: int):
+        chosen = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        return scale(self.images[chosen]), self.labels[chosen]
+
+
+class EpochFollower(keras.callbacks.Callback):
+    """Tells the batches which epoch fit() begins, before it draws the epoch's first batch."""
+
+    def __init__(self, batches: EpochBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
 
 
 @dataclass
@@ -30,6 +86,7 @@ class Feed:
     validation: object  # fit(validation_data=...)
     validation_options: dict  # more fit() arguments for validation
     checks: dict  # evaluate(**checks) on the validation split; predict(checks["x"], ...)
+    callbacks: list = field(default_factory=list)  # for fit(), before any other
 
     def predict(self, model):
         return model.predict(self.checks["x"], batch_size=self.checks.get("batch_size"), verbose=0)
@@ -39,33 +96,49 @@ class Feed:
         return float(loss), float(accuracy)
 
 
-def feed(splits: Splits, batch_size: int) -> Feed:
-    """The Feed for the current Keras backend."""
+def feed(splits: Splits, batch_size: int, seed: int, batch_order: str = "seeded") -> Feed:
+    """The Feed for the current Keras backend: the training batches in ``batch_order``, and the
+    validation split in batches of EVAL_BATCH_SIZE."""
     if keras.backend.backend() == "tensorflow":
-        checks = scaled_batches(splits.x_val, splits.y_val, EVAL_BATCH_SIZE, shuffle=False)
-        return Feed(train={"x": scaled_batches(splits.x_train, splits.y_train, batch_size, shuffle=True)},
-                    validation=checks, validation_options={}, checks={"x": checks})
-    x_val = scale(splits.x_val)
-    return Feed(train={"x": scale(splits.x_train), "y": splits.y_train, "batch_size": batch_size},
-                validation=(x_val, splits.y_val),
-                validation_options={"validation_batch_size": EVAL_BATCH_SIZE},
-                checks={"x": x_val, "y": splits.y_val, "batch_size": EVAL_BATCH_SIZE})
+        import tensorflow as tf
+
+        checks = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(EVAL_BATCH_SIZE)
+        checks = checks.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+        validation, validation_options, check_args = checks, {}, {"x": checks}
+    else:
+        x_val = scale(splits.x_val)
+        validation, validation_options = (x_val, splits.y_val), {"validation_batch_size": EVAL_BATCH_SIZE}
+        check_args = {"x": x_val, "y": splits.y_val, "batch_size": EVAL_BATCH_SIZE}
+    if batch_order == "keras":
+        return Feed({"x": scale(splits.x_train), "y": splits.y_train, "batch_size": batch_size, "shuffle": True},
+                    validation, validation_options, check_args)
+    batches = EpochBatches(splits.x_train, splits.y_train, batch_size, seed)
+    train = _tf_pipeline(batches) if keras.backend.backend() == "tensorflow" else batches
+    return Feed({"x": train, "shuffle": False}, validation, validation_options, check_args,
+                callbacks=[EpochFollower(batches)])
 
 
-def scaled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool):
-    """The batches ``fit()`` makes from arrays, built from uint8 images scaled per batch.
-
-    Given arrays, Keras copies them whole into its tf.data pipeline; given the uint8 images and
-    scaling each batch, the pipeline holds a quarter of the memory. The values are the same
-    (float32 x / 255 equals the chapter's float64 x / 255.0 cast to float32), and Keras's own
-    ArrayDataAdapter draws the same shuffle and batches as fit() does for arrays.
-    """
+def _tf_pipeline(batches: EpochBatches):
+    """The same batches as a tf.data pipeline: one Python call per epoch for the epoch's order
+    (Keras iterates the pipeline anew each epoch, after EpochFollower set the epoch), then the
+    uint8 images gathered and scaled per batch in the graph. Keras would run a PyDataset
+    through a Python generator, one call per batch (about 1.7x the time of an epoch here)."""
     import tensorflow as tf
 
-    dataset = internals.keras_array_dataset(images, labels, batch_size, shuffle)
-    return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    images, labels = tf.constant(batches.images), tf.constant(batches.labels)
+    size = len(batches.labels)
+
+    def order(_):
+        indices = tf.numpy_function(lambda: batches.order().astype(np.int32), [], tf.int32)
+        return tf.ensure_shape(indices, [size])
+
+    indices = tf.data.Dataset.from_tensors(0).map(order).flat_map(
+        lambda chosen: tf.data.Dataset.from_tensor_slices(chosen).batch(batches.batch_size))
+    pipeline = indices.map(lambda chosen: (tf.cast(tf.gather(images, chosen), tf.float32) / 255.0,
+                                           tf.gather(labels, chosen)))
+    return pipeline.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(tf.data.AUTOTUNE)
 
 
 def set_seed(seed: int) -> None:
-    """Seed weights, shuffling and dropout (``keras.utils.set_random_seed``)."""
+    """Seed weights and dropout (``keras.utils.set_random_seed``); the batch order has its own."""
     keras.utils.set_random_seed(seed)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from fmtrain.learning.backend import BACKENDS, DEFAULT_BACKEND
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+# "seeded": fmtrain's order, a permutation per (seed, epoch), the same on every backend (see
+# learning/batches.py); "keras": fit(shuffle=True), whatever the backend does with it.
+BATCH_ORDERS = ("seeded", "keras")
 # The validation subset keeps the chapter's 1:4 proportion, and must hold all 10 classes.
 MIN_LIMIT = 40
 # Keras (and NumPy's legacy seeding) take seeds in [0, 2**32 - 1].
@@ -42,6 +45,9 @@ class TrainConfig:
     # 500 measured about 20% faster per epoch than 100 on JAX, and the same on TensorFlow.
     steps_per_execution: int = _knob(
         500, "training steps per compiled call; changes speed, not the mathematics (1 = plain Keras)")
+    batch_order: str = _knob("seeded", "order of the training batches: seeded (a new permutation each "
+                                       "epoch, drawn from seed and epoch, the same on every backend) or "
+                                       "keras (fit's own shuffle=True, for comparison)")
     backend: str = _knob(DEFAULT_BACKEND, "Keras backend: tensorflow (the chapter's) or jax "
                                           "(faster on a CPU; pip install 'fmtrain[jax]')")
     # MLflow's default interval is 10 s; 2 s gives a short run a curve, at a cost within the
@@ -72,6 +78,8 @@ class TrainConfig:
                f"steps_per_execution must be at least 1, got {self.steps_per_execution}")
         _check(math.isfinite(self.system_metrics) and self.system_metrics >= 0,
                f"system_metrics must be 0 (none) or a number of seconds, got {self.system_metrics}")
+        _check(self.batch_order in BATCH_ORDERS,
+               f"unknown batch_order {self.batch_order!r}; choose one of: {', '.join(BATCH_ORDERS)}")
         _check(self.backend in BACKENDS,
                f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
 

@@ -87,9 +87,9 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     model = build_model(config)
     timer = _EpochTimer()
     # The timer goes last, so that each epoch's seconds include every callback's work.
-    callbacks = (build_callbacks(config, str(workdir / CHECKPOINT_FILE)) + list(callbacks or []) + [timer]
-                 + list(gates or []))
-    data = batches.feed(splits, config.batch_size)
+    data = batches.feed(splits, config.batch_size, config.seed, config.batch_order)
+    callbacks = (data.callbacks + build_callbacks(config, str(workdir / CHECKPOINT_FILE))
+                 + list(callbacks or []) + [timer] + list(gates or []))
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
     validation = (dict(validation_data=data.validation, **data.validation_options)
@@ -134,8 +134,6 @@ def _check_finite(history: dict) -> None:
 def _known_keras_warnings_ignored():
     """Hide Keras warnings that are expected here and say nothing a user can act on."""
     with warnings.catch_warnings():
-        # The batches are shuffled already (fit's shuffle=True stays, as autolog records it).
-        warnings.filterwarnings("ignore", message=".*shuffle=True. was passed, but will be ignored")
         # A last call of steps_per_execution steps that finds fewer batches left is expected.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         # A reloaded model builds its optimizer lazily, so Keras says it skipped the saved

@@ -33,7 +33,7 @@ DEFAULT_SPACE = {
 # Settings a search must not vary: they change where or how fast a run trains, or which data it
 # sees, not the model a user would pick; epochs is the budget every trial shares (ASHA's rungs
 # are counted in it; early stopping decides when a trial has learned enough).
-NOT_SEARCHABLE = ("seed", "limit", "steps_per_execution", "backend", "validation", "epochs")
+NOT_SEARCHABLE = ("seed", "limit", "steps_per_execution", "backend", "batch_order", "validation", "epochs")
 
 
 @dataclass(frozen=True)

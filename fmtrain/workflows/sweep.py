@@ -16,7 +16,7 @@ from fmtrain.analysis import comparison, descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines
-from fmtrain.learning import configs, data
+from fmtrain.learning import backend, configs, data
 from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
 
@@ -81,6 +81,9 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
+    if len(seed_list) > 1 and "backend" not in typed and not resume:
+        # Several seeds: the fastest backend installed (the parent's params and report say which).
+        typed["backend"] = backend.multi_seed_default()
     takes = {name: _takes(name, typed) for name in names}
     if not any(takes.values()):
         configs.resolve(names[0], typed)  # raises the first configuration's error
@@ -162,6 +165,8 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
             echo(f"{label} ... val_loss {result.final_val_loss:.3f}, {result.seconds:.0f} s")
 
     sent = [job for job in jobs if job.trains] if engine.parallel else jobs
+    if engine.parallel:  # the longest first, so that no worker is left with a long run at the end
+        sent = sorted(sent, key=lambda job: -job.config().epochs)
     for job in jobs:
         if job not in sent:
             show(job, sweep_jobs.run_child(job, splits))
