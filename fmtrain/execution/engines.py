@@ -167,16 +167,32 @@ def connect(placement: Placement, env: dict[str, str] | None = None):
         raise ValueError(f"Ray cannot be imported ({error}); install it with "
                          "`pip install 'fmtrain[ray]'`") from None
     runtime = {"runtime_env": {"env_vars": env}} if env else {}
-    with _signal_handlers_kept():
+    received: list[int] = []
+    with _signal_handlers_kept(), signals.recorded(received):
         try:
             if placement.address is None:
                 ray.init(address="local", num_cpus=placement.workers * placement.threads,
                          include_dashboard=False, logging_level=logging.WARNING, **runtime)
             else:
                 ray.init(address=placement.address, logging_level=logging.WARNING, **runtime)
+        except SystemExit as leaving:
+            # ray.init installs a SIGTERM handler that exits at once (status 15, no word):
+            # a SIGTERM in that window is this process's stop, with its one line and 143.
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if leaving.code in (signal.SIGTERM, signal.SIGINT):
+                raise Stopped(leaving.code) from None
+            raise
         except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if received:
+                raise Stopped(received[0]) from None
             where = f"the Ray cluster at {placement.address}" if placement.address else "a local Ray instance"
             raise ValueError(f"{where} cannot be used: {one_line(error)}") from None
+    if received:  # a signal while Ray started: stop before anything else begins
+        ray.shutdown()
+        raise Stopped(received[0])
     return ray
 
 

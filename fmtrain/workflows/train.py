@@ -58,19 +58,25 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
-    with runs.tracked_run(run_name or name, run_params(name, config, splits),
-                          parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
-                          description=descriptions.run_description(name, settings)) as run_id:
+    # Once the run exists, a signal is acted on at safe points only: the end of a training step,
+    # between two store writes (signals.check()).
+    with signals.deferred(), \
+            runs.tracked_run(run_name or name, run_params(name, config, splits),
+                             parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
+                             description=descriptions.run_description(name, settings)) as run_id:
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
-                                    callbacks=[logged.epoch_logger()], gates=gates,
-                                    stop_guard=signals.soft_stop)
+                                    callbacks=[logged.epoch_logger(run_id), signals.keras_safe_points()],
+                                    gates=gates, stop_guard=signals.soft_stop)
+            signals.check()
             # The model first: MLflow links it to the metrics its epoch already holds.
             model = logged.log_model(result.model, data.scale(splits.x_val[:3]), requirements,
                                      name=name, step=result.kept_epoch)
+            signals.check()
             curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
                        for metric in CURVES}
             logged.log_training(run_id, result, curves, model.model_id)
+            signals.check()
             headline = {**result.metrics, "stopped_epoch": result.stopped_epoch}
             logged.describe_run(run_id, descriptions.run_description(name, settings, headline))
     version = register_finished(run_id, register_as) if register_as else None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fmtrain.errors import RunStopped, Stopped, signal_description
-from fmtrain.execution import engines
+from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
 from fmtrain.tuning import space, trials
 from fmtrain.tuning.trials import TrialRow
@@ -143,7 +143,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
 
     # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
     # be reached is one line and no run.
-    with engine.started(placement, store.worker_environment()) as storage, \
+    with engine.started(placement, store.worker_environment()) as storage, signals.deferred(), \
             runs.tracked_run("tune", params, tags={tags.CONFIG_TAG: config_name},
                              description=description) as parent_id:
         job = TrialJob(base, config_name, parent_id, verbose)
@@ -203,19 +203,17 @@ def _end_lost_trials(parent_id: str, signum: int | None, finished: bool = True) 
     """Trials whose run is still RUNNING once the search is over lost their worker (killed, out
     of memory, stopped by a signal, or by the search's own error): ended KILLED (FAILED for
     Ctrl-C, or after an error of the search), with the reason."""
-    from fmtrain.tracking import queries, runs
+    from fmtrain.tracking import abandoned, queries, runs
 
-    ended = []
-    for child in queries.child_states(parent_id):
-        if child.status == "RUNNING":
-            if signum is not None:
-                runs.end_stopped(child.run_id, signum)
-            elif not finished:
-                runs.end_for(child.run_id, "FAILED", "the search stopped with an error of its own")
-            else:
-                runs.end_for(child.run_id, "KILLED", "its Ray worker process died")
-            ended.append(f"run {child.run_id} ({child.name})")
-    return ended
+    if signum is not None:
+        status, reason = runs.status_for(signum), signal_description(signum)
+    elif not finished:
+        status, reason = "FAILED", "the search stopped with an error of its own"
+    else:
+        status, reason = "KILLED", "its Ray worker process died"
+    return [f"run {child.run_id} ({child.name})" for child in queries.child_states(parent_id)
+            if child.status == "RUNNING"
+            and abandoned.end_left_open(child.run_id, status, reason, child.name)]
 
 
 def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:
