@@ -110,15 +110,22 @@ def keras_safe_points():
 
 
 @contextlib.contextmanager
-def recorded(received: list[int]):
+def recorded(received: list[int], escalate: bool = False):
     """Within the block, SIGINT, SIGTERM and SIGHUP are only appended to ``received``, for the
     caller to act on: for code that waits inside a native library (Ray), which an exception
-    raised by a signal handler would leave in a broken state (main thread only)."""
+    raised by a signal handler would leave in a broken state (main thread only). With
+    ``escalate``, a second signal raises Stopped for the first: a person who asks twice wants
+    the wait over, whatever state it leaves the library in."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-                for signum in SIGNALS}
+
+    def record(signum, frame):
+        received.append(signum)
+        if escalate and len(received) > 1:
+            raise Stopped(received[0])
+
+    previous = {signum: signal.signal(signum, record) for signum in SIGNALS}
     try:
         yield
     finally:

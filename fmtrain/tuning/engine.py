@@ -72,7 +72,8 @@ class Verdicts:
         self.pruned[trial_id] = epoch
 
     def stop_all(self, verdict: Verdict) -> None:
-        self.all = self.all or verdict
+        if self.all is None or (verdict.kind == "signal" and self.all.kind != "signal"):
+            self.all = verdict  # a signal overrides the time budget's verdict
 
     def pending(self, trial_id: str) -> Verdict | None:
         """The verdict on ``trial_id``, if any: pruned, or the search's end (budget, signal)."""
@@ -140,15 +141,16 @@ class _StopAll(tune.Stopper):
         return False
 
     def stop_all(self):
-        """True on a signal: Tune stops the running trials at once. The time budget only posts its
-        verdict: no new trial starts, and the running ones end themselves at their next epoch."""
-        if self.reason is None and self.received:
+        """True on a signal, also once the budget is spent: Tune stops the running trials at once.
+        The time budget only posts its verdict: no new trial starts, and the running ones end
+        themselves at their next epoch."""
+        if self.received and (self.reason is None or self.reason.kind != "signal"):
             self.reason = Verdict("signal", signum=self.received[0])
         elif self.reason is None and self.budget and time.monotonic() - self.start > self.budget:
             self.reason = Verdict("budget")
         else:
             return self.reason is not None and self.reason.kind == "signal"
-        ray.get(self.verdicts.stop_all.remote(self.reason))
+        ray.get(self.verdicts.stop_all.remote(self.reason), timeout=30)
         return self.reason.kind == "signal"
 
 
@@ -222,7 +224,7 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     received: list[int] = []
-    with signals.recorded(received):
+    with signals.recorded(received, escalate=True):
         verdicts = Verdicts.remote()
         searcher = ConcurrencyLimiter(
             _Search(verdicts, space=distributions, metric="val_loss", mode="min",

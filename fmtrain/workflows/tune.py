@@ -164,9 +164,12 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
                 run_trial, job, splits, storage=storage, distributions=space.optuna_distributions(searched),
                 trials=trials_wanted, placement=placement, seed=base.seed,
                 max_epochs=base.epochs, time_budget=time_budget, echo=show)
-        except BaseException:  # whatever happened, no trial's run is left RUNNING
+        except BaseException as error:  # whatever happened, no trial's run is left RUNNING
+            stop, lost = (error.signum if isinstance(error, Stopped) else None), []
             with contextlib.suppress(Exception):  # the search's own error is the one to report
-                _end_lost_trials(parent_id, None, finished=False)
+                lost = _end_lost_trials(parent_id, stop, finished=False)
+            if stop is not None and lost:
+                raise RunStopped(f"{', '.join(lost)} {signal_description(stop)}", None, stop) from None
             raise
         lost = _end_lost_trials(parent_id, signum)
         if signum is not None and lost:
