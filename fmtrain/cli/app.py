@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if os.environ.get("FMTRAIN_DEBUG"):
             raise
-        click.echo(_describe(error), err=True)
-        return exit_code(error)
+        with signals.signals_handled(), signals.held():  # another signal cannot cut the last line short
+            click.echo(_describe(error), err=True)
+            return exit_code(error)
     return status if isinstance(status, int) else 0
 
 

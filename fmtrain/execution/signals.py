@@ -61,6 +61,17 @@ def deferred():
         _deferring.pop()
 
 
+@contextlib.contextmanager
+def held():
+    """Within the block, signals are only recorded, and never acted on: the last words of a
+    process that is stopping already (its final check and line)."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+
+
 def requested() -> int | None:
     """The first signal received and not yet acted on, if any."""
     return _requested[0] if _requested else None
