@@ -92,7 +92,9 @@ class Journal:
         """A copy of ``path`` in the journal; returns its path relative to the folder."""
         files = self.folder / "files"
         files.mkdir(parents=True, exist_ok=True)
-        kept = files / f"{len(list(files.iterdir())):03d}-{name or Path(path).name}"
+        place = files / f"{len(list(files.iterdir())):04d}"  # the artifact keeps its own name
+        place.mkdir()
+        kept = place / (name or Path(path).name)
         shutil.copyfile(path, kept)
         return str(kept.relative_to(self.folder))
 
