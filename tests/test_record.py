@@ -233,3 +233,49 @@ def test_reap_ends_a_live_run_only_when_its_process_is_proven_gone(store, tmp_pa
             assert done.returncode == 0, done.stderr[-2000:]
             assert client.get_run(run_id).info.status == status, done.stdout
         assert client.get_run(run_id).data.tags["fmtrain.error"].startswith("process gone")
+
+
+def _search(store, ray_tmp, cwd, data_dir, *extra):
+    return Process(["fmtrain", "tune", "--trials", "4", "--max-concurrent", "2", "--limit", "0", "--epochs", "100",
+                    "--patience", "none", "--data_dir", str(data_dir), *extra], env=ray_env(store, ray_tmp), cwd=cwd)
+
+
+def _two_trials_train(job, epoch):
+    import re
+
+    training = set()
+    while len(training) < 2:  # two trials are in fit(), each in its own worker
+        training.add(re.search(rf"\(\w+ pid=(\d+)\) Epoch {epoch}/100", job.expect(f") Epoch {epoch}/100")).group(1))
+
+
+def _search_stopped(job, store, signalled):
+    assert job.wait(timeout=120) == 143, "\n".join(job.err[-20:])
+    took = time.monotonic() - signalled
+    print(f"exited {took:.1f} s after the signal")  # reported; the bound below is the issue's
+    assert took < 30
+    runs = runs_in(store)
+    assert runs and not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "KILLED" and parent.data.tags["fmtrain.error"] == "killed by SIGTERM"
+    assert job.last_error_line.startswith(f"fmtrain: run {parent.info.run_id} (tune) killed by SIGTERM")
+    assert job.last_error_line.endswith("no run was left RUNNING")
+    assert "Traceback" not in "\n".join(job.err)
+
+
+def test_a_search_stops_at_a_signal_after_its_time_budget_expired(store, tmp_path, real_data_dir, ray_tmp):
+    """Epochs of the whole training set outlast a 3 s budget: the trials are still in their first
+    epoch, waiting to end at the budget, when SIGTERM comes; it stops them at their next step."""
+    job = _search(store, ray_tmp, tmp_path, real_data_dir, "--time_budget", "3")
+    _two_trials_train(job, 1)
+    time.sleep(4)  # past the 3 s budget, whose verdict the trials only read at their epoch's end
+    job.signal(signal.SIGTERM)
+    _search_stopped(job, store, time.monotonic())
+
+
+def test_a_second_signal_stops_a_search_at_once(store, tmp_path, real_data_dir, ray_tmp):
+    job = _search(store, ray_tmp, tmp_path, real_data_dir)
+    _two_trials_train(job, 1)
+    job.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    job.signal(signal.SIGTERM)
+    _search_stopped(job, store, signalled)
