@@ -279,3 +279,73 @@ def test_a_second_signal_stops_a_search_at_once(store, tmp_path, real_data_dir, 
     signalled = time.monotonic()
     job.signal(signal.SIGTERM)
     _search_stopped(job, store, signalled)
+
+
+def test_evaluate_by_a_member_who_does_not_own_the_model_exits_0_with_a_warning(tmp_path, tiny_data_dir):
+    """A basic-auth `mlflow server`: alice registers a model, bob (READ on it) evaluates it. The
+    evaluation is recorded; the version's description, which only its owner may edit, is not."""
+    import secrets
+
+    folder, port = tmp_path / "auth", free_port()
+    folder.mkdir()
+    (folder / "basic_auth.ini").write_text("[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///basic_auth.db\n"
+                                           "admin_username = admin\nauthorization_function = "
+                                           "mlflow.server.auth:authenticate_request_basic_auth\n")
+    admin = secrets.token_hex(8)
+    server_env = dict(env_for("unused"), MLFLOW_AUTH_CONFIG_PATH="basic_auth.ini", MLFLOW_AUTH_ADMIN_PASSWORD=admin,
+                      MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+    server_env.pop("MLFLOW_TRACKING_URI")
+    server = subprocess.Popen(["mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri",
+                               f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              cwd=folder, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", server)
+        users = {"alice": secrets.token_hex(8), "bob": secrets.token_hex(8)}
+        for user, password in users.items():
+            made = subprocess.run(["python", "-c", "import sys, mlflow.server; mlflow.server.get_app_client("
+                                   "'basic-auth', tracking_uri=sys.argv[1]).create_user(sys.argv[2], sys.argv[3])",
+                                   uri, user, password], capture_output=True, text=True, timeout=120,
+                                  env=env_for(uri, MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=admin))
+            assert made.returncode == 0, made.stderr[-2000:]
+
+        def as_user(user, *argv):
+            return subprocess.run(["fmtrain", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                                  env=env_for(uri, MLFLOW_TRACKING_USERNAME=user, MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+                                              MLFLOW_TRACKING_PASSWORD=users[user]))
+
+        trained = as_user("alice", "train", "--epochs", "1", "--quiet", "--data_dir", str(tiny_data_dir),
+                          "--experiment", "alice", "--register_as", "shirts")
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        done = as_user("bob", "evaluate", "--model_uri", "models:/shirts/1", "--data_dir", str(tiny_data_dir),
+                       "--experiment", "bob")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.startswith("evaluated models:/shirts/1 (shirts version 1) on 100 test images")
+        lines = [line for line in done.stderr.splitlines() if line.startswith("fmtrain:")]
+        assert lines[0].startswith("fmtrain: warning: the test metrics are not linked to the logged model m-")
+        warning = lines[-1]
+        assert warning.startswith("fmtrain: warning: the description of shirts version 1 was not updated with "
+                                  f"the test scores: tracking store {uri} denied bob permission")
+        assert "Traceback" not in done.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=60)
+
+
+def test_a_read_only_store_folder_with_a_writable_database_gets_one_line(tmp_path, tiny_data_dir):
+    env = env_for("unused")
+    env.pop("MLFLOW_TRACKING_URI")
+    subprocess.run(["fmtrain", "reap"], env=env, cwd=tmp_path, check=True, capture_output=True)  # ./mlflow.db
+    (tmp_path / "mlflow.db").chmod(0o666)
+    subprocess.run(["chattr", "+i", str(tmp_path)], check=True)  # even root cannot add its -journal file
+    try:
+        done = subprocess.run(["fmtrain", "train", "--data_dir", str(tiny_data_dir)], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fmtrain: error: tracking store sqlite:///{tmp_path}/mlflow.db cannot be written; check the file's and "
+        "folder's permissions"]

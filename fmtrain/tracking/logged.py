@@ -229,13 +229,25 @@ def log_search(run_id: str, *, texts: dict[str, str], figures: dict, metrics: di
 
 
 def log_evaluation(run_id: str, metrics: dict[str, float], per_class_csv: str, figures: dict,
-                   model_id: str | None = None) -> None:
+                   model_id: str | None = None) -> list[str]:
     """Log test-set results on ``run_id``, linked to the logged model ``model_id`` if known
-    (the experiment's Models page then shows them beside its validation metrics)."""
-    log_batch(run_id, metrics, model_id=model_id)
+    (the experiment's Models page then shows them beside its validation metrics). Returns what
+    could not be done: a model that this user may read but not edit keeps its metrics unlinked."""
+    from mlflow.exceptions import MlflowException
+
+    warnings = []
+    try:
+        log_batch(run_id, metrics, model_id=model_id)
+    except MlflowException as error:
+        if model_id is None or "403" not in str(error) and error.error_code != "PERMISSION_DENIED":
+            raise
+        log_batch(run_id, metrics)
+        warnings.append(f"the test metrics are not linked to the logged model {model_id} (this user "
+                        "may not edit it); the evaluation run holds them")
     log_text(run_id, per_class_csv, PER_CLASS_FILE)
     for file_name, figure in figures.items():
         log_figure(run_id, figure, file_name)
+    return warnings
 
 
 def log_report(run_id: str, file_name: str, markdown: str, figures: dict) -> None:

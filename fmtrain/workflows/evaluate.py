@@ -73,12 +73,12 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
               "source_run_id": resolved.run_id or "none"}
     with signals.deferred(), runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
-        logged.log_evaluation(run_id, evaluation.metrics, evaluation.per_class_csv(),
-                              figures.evaluation_figures(evaluation, images, labels),
-                              model_id=resolved.model_id)
+        warnings = logged.log_evaluation(run_id, evaluation.metrics, evaluation.per_class_csv(),
+                                         figures.evaluation_figures(evaluation, images, labels),
+                                         model_id=resolved.model_id)
         version = f"{resolved.name} version {resolved.version}" if resolved.name else ""
         logged.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.metrics, version))
-    outcome = EvaluationOutcome(resolved, evaluation, run_id, len(labels))
+    outcome = EvaluationOutcome(resolved, evaluation, run_id, len(labels), warnings)
     if resolved.version and resolved.run_id:  # the version's description gains its test scores
         try:
             registry.describe_version(resolved.name, resolved.version,
