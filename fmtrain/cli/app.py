@@ -23,6 +23,9 @@ from fmtrain.learning import backend
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     backend.quiet_loggers()
+    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
+    if abandoned is not None:  # an earlier command in this process (a test) is not this one's
+        abandoned.forget()
     try:
         with signals.signals_handled():
             status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)

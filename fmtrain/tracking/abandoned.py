@@ -26,6 +26,12 @@ def opened(run_id: str, name: str) -> None:
     _opened.append((run_id, name))
 
 
+def forget() -> None:
+    """Start a new command's record of the runs it opens and ends."""
+    _opened.clear()
+    _ended.clear()
+
+
 def host_identity() -> str:
     """This machine or container: hostname, boot id (or machine id) and pid namespace."""
     boot = ""

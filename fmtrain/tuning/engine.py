@@ -36,11 +36,11 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from fmtrain.execution import engines, signals
+from fmtrain.execution import engines, raystart, signals
 from fmtrain.tuning.trainable import Trial
 from fmtrain.tuning.verdicts import Verdict
 
-# Import this module after engines.ray_environment(): Ray reads its variables when imported.
+# Import this module after raystart.ray_environment(): Ray reads its variables when imported.
 
 # ASHA's rungs: a trial must show its val_loss for GRACE_EPOCHS epochs before it can be stopped,
 # and at each rung (2, 6, 18 epochs) only the best third goes on.
@@ -197,7 +197,7 @@ def _last_line(text: str) -> str:
 def started(placement: engines.Placement, env: dict[str, str]):
     """Ray for the block (a local instance, or the cluster), with ``env`` and the thread limits in
     every worker; yields a temporary folder for Tune's own files, removed after."""
-    with engines.ray_session(placement, {**env, **engines.thread_environment(placement.threads)}), \
+    with raystart.ray_session(placement, {**env, **engines.thread_environment(placement.threads)}), \
             tempfile.TemporaryDirectory(prefix="fmtrain-tune-") as storage:
         yield storage
 

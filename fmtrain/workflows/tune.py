@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fmtrain.errors import RunStopped, Stopped, signal_description
-from fmtrain.execution import engines, signals
+from fmtrain.execution import engines, raystart, signals
 from fmtrain.learning import backend, configs, data
 from fmtrain.tuning import space, trials
 from fmtrain.tuning.trials import TrialRow
@@ -134,7 +134,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     start = time.perf_counter()
     description = (f"Search of {trials_wanted} trials over {', '.join(names)} around the "
                    f"`{config_name}` configuration. (The trials table comes when it ends.)")
-    engines.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
+    raystart.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
     try:
         from fmtrain.tuning import engine
     except ImportError as error:
