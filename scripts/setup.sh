@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Set up fmtrain on a fresh Debian machine: the Fashion-MNIST files, the Debian packages the
-# tests drive (Chromium and its driver, PostgreSQL for the team server), and fmtrain with its
-# Python packages (the extras for JAX, Ray and the team server included) in the virtual
-# environment .venv of this checkout (a stock Debian Python refuses system-wide pip installs).
-# Idempotent; run as root or with sudo available, from anywhere. Then: . .venv/bin/activate
+# Set up fmtrain on a fresh Debian machine, in the virtual environment .venv of this checkout
+# (a stock Debian Python refuses system-wide pip installs). Idempotent; run as root or with sudo
+# available, from anywhere. Then: . .venv/bin/activate
+#
+#   bash scripts/setup.sh           what the main job needs: the Fashion-MNIST files (Debian's
+#                                   dataset-fashion-mnist) and fmtrain with its runtime packages
+#   bash scripts/setup.sh --tests   and what the tests drive: Chromium and its driver (the MLflow
+#                                   UI in a browser), PostgreSQL (the team server), and the extras
+#                                   for the tests, JAX, Ray and the team server
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests=false
+case "${1:-}" in
+  "") ;;
+  --tests) tests=true ;;
+  *) echo "usage: bash scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -22,10 +32,15 @@ apt_install() {
   fi
 }
 
-apt_install dataset-fashion-mnist chromium chromium-driver postgresql
+apt_install dataset-fashion-mnist
+$tests && apt_install chromium chromium-driver postgresql
 python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null \
   || apt_install python3-venv
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax,ray,team]"
+if $tests; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax,ray,team]"
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi
 echo "fmtrain is set up in $(pwd)/.venv; enter it with: . .venv/bin/activate"

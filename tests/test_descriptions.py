@@ -3,6 +3,7 @@
 from fmtrain.analysis import descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.learning import configs
+from fmtrain.learning.scores import Scores
 
 SCORES = {"final_val_loss": 0.32271, "final_val_accuracy": 0.88317, "stopped_epoch": 11.0,
           "best_epoch": 9.0, "fit_seconds": 16.0}
@@ -10,7 +11,7 @@ SCORES = {"final_val_loss": 0.32271, "final_val_accuracy": 0.88317, "stopped_epo
 
 def test_a_finished_run_leads_with_its_result_then_its_chapter_step_and_changes():
     settings = configs.resolve("adam", {"epochs": "2", "limit": "500"}).to_params()
-    text = descriptions.run_description("adam", settings, SCORES)
+    text = descriptions.run_description("adam", settings, Scores.from_metrics(SCORES))
     first, *rest = text.splitlines()
     assert first == ("val_loss 0.3227, val_accuracy 0.8832 (the model kept), stopped_epoch 11, "
                      "best_epoch 9.")
@@ -26,7 +27,7 @@ def test_a_starting_run_has_its_story_and_the_params_a_run_logged_read_the_same(
     # `mlflow run` logs whole numbers declared as floats ("5.0"); other params are not settings.
     logged = {"config": "rmsprop-5", "epochs": "5.0", "batch_size": "32", "data_source": "/data"}
     assert "Set for this run" not in descriptions.run_description("rmsprop-5", logged)
-    assert descriptions.run_description("no-such-config", logged, SCORES).startswith("val_loss 0.3227")
+    assert descriptions.run_description("no-such-config", logged, Scores.from_metrics(SCORES)).startswith("val_loss 0.3227")
 
 
 def test_a_sweep_leads_with_its_best_child_then_its_table():
@@ -45,10 +46,10 @@ def test_a_sweep_leads_with_its_best_child_then_its_table():
 def test_a_version_names_its_configuration_run_and_test_scores():
     params = configs.resolve("dropout").to_params() | {"config": "dropout"}
     test = {"test_loss": 0.3509, "test_accuracy": 0.8747, "test_macro_f1": 0.8737}
-    text = descriptions.version_description("r1", params, SCORES, test, "e1")
+    text = descriptions.version_description("r1", params, Scores.from_metrics(SCORES), Scores.from_metrics(test), "e1")
     assert text.splitlines()[0] == ("dropout: val_loss 0.3227, val_accuracy 0.8832 (the model kept), "
                                     "stopped_epoch 11, best_epoch 9; test accuracy 0.8747.")
     assert "From run `r1`." in text and "*Dropout(0.3)*" in text
     assert text.splitlines()[-1] == ("**Test set** (the 10,000 held-out images, evaluation run `e1`): "
                                      "loss 0.3509, accuracy 0.8747, macro F1 0.8737.")
-    assert "Test set" not in descriptions.version_description("r1", params, SCORES)
+    assert "Test set" not in descriptions.version_description("r1", params, Scores.from_metrics(SCORES))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from fmtrain.analysis import figures
+from fmtrain.analysis import figures, tables
 from fmtrain.learning import scoring
 from fmtrain.learning.data import CLASS_NAMES
 
@@ -13,17 +13,17 @@ def test_scores_match_an_independent_computation():
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     result = scoring.score(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
-    assert result.metrics["test_accuracy"] == np.mean(predicted == labels)
+    assert result.scores.test_accuracy == np.mean(predicted == labels)
     loss = -np.mean(np.log(probabilities[np.arange(200), labels]))
-    assert abs(result.metrics["test_loss"] - loss) < 1e-9
+    assert abs(result.scores.test_loss - loss) < 1e-9
     f1 = []
     for c in range(10):
         tp = np.sum((predicted == c) & (labels == c))
         precision, recall = tp / max(1, np.sum(predicted == c)), tp / np.sum(labels == c)
         f1.append(0 if tp == 0 else 2 * precision * recall / (precision + recall))
-    assert abs(result.metrics["test_macro_f1"] - np.mean(f1)) < 1e-12
+    assert abs(result.scores.test_macro_f1 - np.mean(f1)) < 1e-12
     assert result.confusion.sum() == 200 and np.trace(result.confusion) == np.sum(predicted == labels)
-    assert result.per_class_csv().splitlines()[1].startswith(f"{CLASS_NAMES[0]},")
+    assert tables.per_class_csv(result.per_class).splitlines()[1].startswith(f"{CLASS_NAMES[0]},")
 
 
 def test_figures_name_the_classes():

@@ -1,5 +1,7 @@
 """Statistics over seeds on numbers the tests make up: intervals, paired comparisons, the report."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,8 @@ def test_a_known_real_difference_is_called_real():
     assert difference.real and difference.high < 0 and difference.mean == pytest.approx(-0.11, abs=0.01)
     text = intervals.verdict(difference, "final val_loss", "rmsprop-val", "adam")
     assert text.startswith("adam's final val_loss is lower than rmsprop-val's by 0.1")
+    amount, low, high = map(float, re.search(r"by ([\d.]+) \[([\d.]+), ([\d.]+)\]", text).groups())
+    assert 0 < low <= amount <= high  # the amount and its interval have the same sign
     assert text.endswith(": a real difference (5 seeds)")
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from fmtrain.analysis import figures
+from fmtrain.analysis import figures, tables
 
 
 @dataclass
@@ -45,7 +45,7 @@ def summary_rows(records) -> list[SummaryRow]:
     """One row per record, in the records' order."""
     rows = []
     for record in records:
-        metrics, params = record.metrics, record.params
+        scores, params = record.scores, record.params
         val_losses = record.curves.get("val_loss") or []
         rows.append(SummaryRow(
             config=record.name,
@@ -54,13 +54,13 @@ def summary_rows(records) -> list[SummaryRow]:
             optimizer=params.get("optimizer"),
             dropout_rate=params.get("dropout_rate"),
             epochs=params.get("epochs"),
-            epochs_run=_int(metrics.get("epochs_run")),
-            stopped_epoch=_int(metrics.get("stopped_epoch")),
-            best_epoch=_int(metrics.get("best_epoch")),
+            epochs_run=scores.epochs_run,
+            stopped_epoch=scores.stopped_epoch,
+            best_epoch=scores.best_epoch,
             best_val_loss=min(val_losses) if val_losses else None,
-            final_val_loss=metrics.get("final_val_loss"),
-            final_val_accuracy=metrics.get("final_val_accuracy"),
-            reload_val_accuracy=metrics.get("reload_whole_val_accuracy"),
+            final_val_loss=scores.final_val_loss,
+            final_val_accuracy=scores.final_val_accuracy,
+            reload_val_accuracy=scores.reload_whole_val_accuracy,
             seconds=record.seconds,
             run_id=record.run_id,
         ))
@@ -78,39 +78,22 @@ def figure(records):
     """Validation and train loss per epoch of every run, best and stopped epochs marked."""
     return figures.comparison_figure([
         {"name": r.name, "loss": r.curves.get("loss") or [], "val_loss": r.curves.get("val_loss") or [],
-         "best_epoch": _int(r.metrics.get("best_epoch")),
-         "stopped_epoch": _int(r.metrics.get("stopped_epoch"))}
+         "best_epoch": r.scores.best_epoch, "stopped_epoch": r.scores.stopped_epoch}
         for r in records])
 
 
 def to_csv(rows: list[SummaryRow]) -> str:
     """The rows as CSV text, full precision."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(dataclasses.asdict(row) for row in rows)
-    return buffer.getvalue()
+    return tables.csv_text(COLUMNS, [dataclasses.astuple(row) for row in rows])
 
 
 def to_markdown(rows: list[SummaryRow]) -> str:
     """The rows as a Markdown table without run ids (figures rounded; the CSV keeps them whole)."""
     columns = COLUMNS[:-1]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(c, getattr(row, c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return tables.markdown(columns, [[_cell(c, getattr(row, c)) for c in columns] for row in rows]) + "\n"
 
 
 def _cell(column: str, value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
     if isinstance(value, float):
-        return f"{value:.1f}" if column == "seconds" else f"{value:.4f}"
-    return str(value)
-
-
-def _int(value) -> int | None:
-    return None if value is None else int(value)
+        return tables.number(value, 1 if column == "seconds" else 4)
+    return tables.MISSING if value is None else str(value)

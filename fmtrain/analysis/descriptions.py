@@ -10,24 +10,19 @@ rendering Markdown. Plain text from plain values; the tracking boundary stores i
 
 from __future__ import annotations
 
-import math
-
+from fmtrain.analysis import tables
 from fmtrain.learning import configs
+from fmtrain.learning.scores import Scores
 
 
-def settings_text(settings: dict) -> str:
-    """``epochs=2, limit=500`` from field name -> value (or its text)."""
-    return ", ".join(f"{key}={configs.format_value(value)}" for key, value in settings.items())
-
-
-def run_description(name: str, settings: dict, metrics: dict | None = None) -> str:
+def run_description(name: str, settings: dict, scores: Scores | None = None) -> str:
     """A training run: its result once it has one, its chapter step, and what its configuration
     and this run change.
 
     ``settings`` maps fields to values or their text (a TrainConfig's ``to_params()``, or the
-    params a run logged); ``metrics`` are the run's single metrics.
+    params a run logged); ``scores`` the run's, once it has them.
     """
-    lines = [f"{scores_text(metrics)}.", ""] if metrics else []
+    lines = [f"{scores_text(scores)}.", ""] if scores else []
     return "\n".join(lines + story_lines(name, settings))
 
 
@@ -35,11 +30,11 @@ def story_lines(name: str, settings: dict) -> list[str]:
     """The chapter step a configuration reproduces and what it and the run change."""
     if name not in configs.CONFIGS:  # a run from another version of fmtrain
         return []
-    changes = settings_text(configs.changed_fields(name)) or "nothing (this is the chapter's final model)"
+    changes = tables.settings_text(configs.changed_fields(name)) or "nothing (this is the chapter's final model)"
     lines = [f"The chapter's step: *{configs.CONFIGS[name][0]}*.", "",
              f"Changes from the default: {changes}."]
     if overridden := _overrides(name, settings):
-        lines.append(f"Set for this run: {settings_text(overridden)}.")
+        lines.append(f"Set for this run: {tables.settings_text(overridden)}.")
     return lines
 
 
@@ -57,14 +52,14 @@ def _overrides(name: str, settings: dict) -> dict:
     return overridden
 
 
-def scores_text(metrics: dict) -> str:
+def scores_text(scores: Scores) -> str:
     """The headline of a finished run: the kept model's validation scores and when it stopped."""
-    text = (f"val_loss {_number(metrics.get('final_val_loss'))}, "
-            f"val_accuracy {_number(metrics.get('final_val_accuracy'))} (the model kept)")
-    if (stopped := metrics.get("stopped_epoch")) is not None:
-        text += f", stopped_epoch {int(stopped)}"
-    if (best := metrics.get("best_epoch")) is not None:
-        text += f", best_epoch {int(best)}"
+    text = (f"val_loss {tables.number(scores.final_val_loss)}, "
+            f"val_accuracy {tables.number(scores.final_val_accuracy)} (the model kept)")
+    if scores.stopped_epoch is not None:
+        text += f", stopped_epoch {scores.stopped_epoch}"
+    if scores.best_epoch is not None:
+        text += f", best_epoch {scores.best_epoch}"
     return text
 
 
@@ -79,9 +74,9 @@ def sweep_description(configurations: list[str], settings: dict, table: str, bes
     lines = []
     if best is not None:
         which = f"{best.config} (seed {best.seed})" if several else best.config
-        lines += [f"Best: {which}, final val_loss {_number(best.final_val_loss)}, "
-                  f"val_accuracy {_number(best.final_val_accuracy)} (tag fmtrain.best_config).", ""]
-    given = f"; {settings_text(settings)} for every child" if settings else ""
+        lines += [f"Best: {which}, final val_loss {tables.number(best.final_val_loss)}, "
+                  f"val_accuracy {tables.number(best.final_val_accuracy)} (tag fmtrain.best_config).", ""]
+    given = f"; {tables.settings_text(settings)} for every child" if settings else ""
     with_seeds = f", each with seeds {', '.join(map(str, seeds))}" if several else ""
     lines += [f"Sweep of {len(configurations)} configurations of the chapter: "
               f"{', '.join(configurations)}{with_seeds}{given}. The figure `sweep-val-loss.png` "
@@ -89,29 +84,25 @@ def sweep_description(configurations: list[str], settings: dict, table: str, bes
     return "\n".join(lines)
 
 
-def version_description(run_id: str, params: dict, metrics: dict, test: dict | None = None,
+def version_description(run_id: str, params: dict, scores: Scores, test: Scores | None = None,
                         evaluation_run_id: str | None = None) -> str:
     """A registered model version: its configuration and scores, its source run, its chapter
     step, and its test scores once ``fmtrain evaluate`` has scored it."""
     name = params.get("config", "model")
-    headline = f"{name}: {scores_text(metrics)}"
+    headline = f"{name}: {scores_text(scores)}"
     if test:
-        headline += f"; test accuracy {_number(test.get('test_accuracy'))}"
+        headline += f"; test accuracy {tables.number(test.test_accuracy)}"
     lines = [headline + ".", "", f"From run `{run_id}`.", "", *story_lines(name, params)]
     if test:
         lines += ["", f"**Test set** (the 10,000 held-out images, evaluation run `{evaluation_run_id}`): "
-                      f"loss {_number(test.get('test_loss'))}, accuracy {_number(test.get('test_accuracy'))}, "
-                      f"macro F1 {_number(test.get('test_macro_f1'))}."]
+                      f"loss {tables.number(test.test_loss)}, accuracy {tables.number(test.test_accuracy)}, "
+                      f"macro F1 {tables.number(test.test_macro_f1)}."]
     return "\n".join(lines)
 
 
-def evaluation_description(model_uri: str, metrics: dict, version: str = "") -> str:
+def evaluation_description(model_uri: str, test: Scores, version: str = "") -> str:
     """An evaluation run: its test scores and the model it scored (``version``: which registered
     version that is, as ``NAME version N``)."""
-    return (f"test accuracy {_number(metrics.get('test_accuracy'))}, loss {_number(metrics.get('test_loss'))}, "
-            f"macro F1 {_number(metrics.get('test_macro_f1'))} on the 10,000 held-out test images.\n\n"
+    return (f"test accuracy {tables.number(test.test_accuracy)}, loss {tables.number(test.test_loss)}, "
+            f"macro F1 {tables.number(test.test_macro_f1)} on the 10,000 held-out test images.\n\n"
             f"Model: `{model_uri}`" + (f" ({version})." if version else "."))
-
-
-def _number(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"

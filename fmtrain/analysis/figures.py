@@ -103,15 +103,23 @@ def _palette(count: int) -> list:
 
 def band_figure(curves_by_name: Mapping[str, Sequence[Sequence[float]]]) -> Figure:
     """Validation loss by epoch per configuration: the mean over seeds as a line, one standard
-    deviation around it as a band, on shared axes. Curves of different lengths (early stopping)
-    are averaged over the seeds that reached each epoch."""
-    figure = Figure(figsize=(9, 5), layout="constrained")
+    deviation around it as a band, on shared axes.
+
+    Curves of different lengths (early stopping) are averaged over the seeds that reached each
+    epoch: the band fades as fewer seeds reach an epoch, and the line is labelled ``n=...`` where
+    that count drops. Each configuration has its own line style and marker, so that lines which
+    coincide stay apart; configurations without a val_loss curve are named under the axes.
+    """
+    figure = Figure(figsize=(9, 5.4), layout="constrained")
     axes = figure.add_subplot()
     colors = iter(_palette(len(curves_by_name)))
-    for name, curves in curves_by_name.items():
-        color = next(colors)
+    styles = iter(_line_styles())
+    left_out = []
+    for index, (name, curves) in enumerate(curves_by_name.items()):
+        color, (line_style, marker) = next(colors), next(styles)
         curves = [c for c in curves if len(c)]
         if not curves:
+            left_out.append(name)
             continue
         length = max(map(len, curves))
         stacked = np.full((len(curves), length), np.nan)
@@ -123,15 +131,32 @@ def band_figure(curves_by_name: Mapping[str, Sequence[Sequence[float]]]) -> Figu
         several = counts > 1
         spread[several] = np.nanstd(stacked[:, several], axis=0, ddof=1)
         epochs = np.arange(length)
-        axes.plot(epochs, mean, color=color, label=f"{name} (n={len(curves)})")
-        axes.fill_between(epochs, mean - spread, mean + spread, color=color, alpha=0.2)
-    axes.set_title("validation loss by epoch: mean over seeds ± one standard deviation")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("val_loss")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
+        # Markers on every third epoch, offset per configuration: coinciding lines show both.
+        axes.plot(epochs, mean, color=color, linestyle=line_style, marker=marker, markersize=5,
+                  markevery=(index % 3, 3), label=f"{name} (n={len(curves)})")
+        for epoch in range(length):  # the band fades with the share of seeds that reached the epoch
+            span = slice(epoch, min(epoch + 2, length))
+            axes.fill_between(epochs[span], (mean - spread)[span], (mean + spread)[span], color=color,
+                              alpha=0.2 * counts[epoch] / len(curves), linewidth=0)
+        for epoch in range(1, length):
+            if counts[epoch] < counts[epoch - 1]:
+                axes.annotate(f"n={counts[epoch]}", (epoch, mean[epoch]), textcoords="offset points",
+                              xytext=(2, 6), fontsize="small", color=color)
+    _by_whole_steps(axes, "validation loss by epoch: mean over seeds ± one standard deviation", "epoch", "val_loss")
     axes.legend(fontsize="small")
+    if left_out:
+        figure.text(0.01, 0.005, f"Not drawn (no val_loss: trained without a validation split): "
+                    f"{', '.join(left_out)}.", fontsize="small", ha="left", va="bottom")
+        figure.get_layout_engine().set(h_pad=0.25)
     return figure
+
+
+def _line_styles():
+    """Line style and marker pairs, cycled: configurations whose lines coincide stay distinguishable."""
+    import itertools
+
+    return itertools.cycle([("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"),
+                            ((0, (1, 1)), "P"), ((0, (8, 2)), "X"), ((0, (3, 1, 1, 1, 1, 1)), "*")])
 
 
 def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
@@ -149,7 +174,8 @@ def interval_figure(summaries: Mapping[str, Mapping[str, object]]) -> Figure:
             axes.errorbar(summary.mean, row, xerr=[[summary.mean - summary.low], [summary.high - summary.mean]],
                           fmt="o", capsize=4, color="tab:blue")
         axes.set_yticks(range(len(names)), names)
-        axes.xaxis.set_major_locator(MaxNLocator(5))
+        axes.xaxis.set_major_locator(MaxNLocator(4))  # few ticks: four-decimal labels need the room
+        axes.tick_params(axis="x", labelrotation=30)
         axes.invert_yaxis()
         axes.set_title(f"{metric}: mean and 95% interval")
         axes.grid(alpha=0.3, axis="x")
@@ -177,11 +203,7 @@ def history_figure(trials: Sequence[tuple[int, float | None, str]]) -> Figure:
             steps.append((number, best))
     if steps:
         axes.step(*zip(*steps, strict=True), where="post", color="black", label="best so far")
-    axes.set_title("optimisation history: final val_loss of each trial")
-    axes.set_xlabel("trial")
-    axes.set_ylabel("val_loss")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
+    _by_whole_steps(axes, "optimisation history: final val_loss of each trial", "trial", "val_loss")
     if shown:
         axes.legend(fontsize="small")
     return figure
@@ -215,3 +237,12 @@ def evaluation_figures(evaluation, images: np.ndarray, labels: np.ndarray) -> di
         "misclassified.png": misclassified_figure(images[wrong], labels[wrong],
                                                 evaluation.predicted[wrong], CLASS_NAMES),
     }
+
+
+def _by_whole_steps(axes, title: str, x_label: str, y_label: str) -> None:
+    """Axes over epochs or trials: whole-number ticks, labels, a light grid."""
+    axes.set_title(title)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)

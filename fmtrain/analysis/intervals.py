@@ -99,6 +99,9 @@ def verdict(difference: Difference, what: str, a_name: str, b_name: str, digits:
     if not difference.real:
         return (f"{b_name}'s {what} minus {a_name}'s: {difference.mean:+.{digits}f} {interval}: "
                 f"no difference detectable with {difference.n} seeds")
-    direction = "lower" if difference.mean < 0 else "higher"
-    return (f"{b_name}'s {what} is {direction} than {a_name}'s by {abs(difference.mean):.{digits}f} "
-            f"{interval}: a real difference ({difference.n} seeds)")
+    # "lower by 0.103 [0.077, 0.116]": the amount and its interval carry the same sign.
+    lower = difference.mean < 0
+    low, high = (-difference.high, -difference.low) if lower else (difference.low, difference.high)
+    return (f"{b_name}'s {what} is {'lower' if lower else 'higher'} than {a_name}'s by "
+            f"{abs(difference.mean):.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]: "
+            f"a real difference ({difference.n} seeds)")

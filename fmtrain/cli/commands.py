@@ -121,9 +121,9 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
     from fmtrain.tuning import space
 
     if show_space:
-        space = space.load_space(space_path)
-        click.echo(space.space_table(space))
-        click.echo("\n" + json.dumps(space.to_data(space), indent=2))
+        searched = space.load_space(space_path)
+        click.echo(space.space_table(searched))
+        click.echo("\n" + json.dumps(space.to_data(searched), indent=2))
         return 0
     from fmtrain.workflows import tune
 

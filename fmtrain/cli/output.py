@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fmtrain.analysis import tables
 from fmtrain.learning import configs
 
 
@@ -22,21 +23,21 @@ def configs_table() -> str:
 
 def train_report(outcome) -> str:
     """A few lines on a finished training run (a workflows.train.TrainOutcome)."""
-    result, metrics = outcome.result, outcome.result.metrics
+    result, scores = outcome.result, outcome.result.scores
     lines = [
         f"run {outcome.run_id} ({outcome.name}): {len(result.epoch_seconds)} epochs, "
         f"stopped_epoch {result.stopped_epoch}, best_epoch {result.best_epoch}"
         + (" (early stopping)" if result.early_stopped else ""),
-        f"  kept model: val_loss {metrics['final_val_loss']:.4f}, "
-        f"val_accuracy {metrics['final_val_accuracy']:.4f}",
-        f"  reload checks: load_weights {metrics['reload_weights_val_accuracy']:.4f}, "
-        f"load_model {metrics['reload_whole_val_accuracy']:.4f} "
-        f"({'equal' if metrics['reload_checks_passed'] else 'DIFFERENT'} to the model in memory)",
+        f"  kept model: val_loss {scores.final_val_loss:.4f}, "
+        f"val_accuracy {scores.final_val_accuracy:.4f}",
+        f"  reload checks: load_weights {scores.reload_weights_val_accuracy:.4f}, "
+        f"load_model {scores.reload_whole_val_accuracy:.4f} "
+        f"({'equal' if scores.reload_checks_passed else 'DIFFERENT'} to the model in memory)",
     ]
-    if "best_checkpoint_val_loss" in metrics:
-        lines.append(f"  best checkpoint: val_loss {metrics['best_checkpoint_val_loss']:.4f}, "
-                     f"val_accuracy {metrics['best_checkpoint_val_accuracy']:.4f}")
-    lines.append(f"  {metrics['seconds_per_epoch']:.2f} s per epoch, fit {result.fit_seconds:.1f} s")
+    if scores.best_checkpoint_val_loss is not None:
+        lines.append(f"  best checkpoint: val_loss {scores.best_checkpoint_val_loss:.4f}, "
+                     f"val_accuracy {scores.best_checkpoint_val_accuracy:.4f}")
+    lines.append(f"  {scores.seconds_per_epoch:.2f} s per epoch, fit {result.fit_seconds:.1f} s")
     lines.append(f"  model: {outcome.model_uri}")
     if outcome.registered_version:
         lines.append(f"  registered as version {outcome.registered_version}")
@@ -72,7 +73,7 @@ def search_report(outcome, register_best: str | None, alias: str | None) -> str:
              trials.to_markdown(outcome.rows, outcome.names, outcome.best)]
     if outcome.best:
         best = outcome.best
-        settings = trials.settings_text(best.settings)
+        settings = tables.settings_text(best.settings, between=' ', rounded=True)
         lines.append(f"best: trial {best.number} ({settings}; run {best.run_id}, "
                      f"val_loss {best.final_val_loss:.4f}, val_accuracy {best.final_val_accuracy:.4f})")
     else:
@@ -109,11 +110,11 @@ def ui_lines(link) -> list[str]:
 
 def evaluation_report(outcome) -> str:
     """Two lines on an evaluation run (a workflows.evaluate.EvaluationOutcome)."""
-    resolved, metrics = outcome.resolved, outcome.evaluation.metrics
+    resolved, scores = outcome.resolved, outcome.evaluation.scores
     version = f" ({resolved.name} version {resolved.version})" if resolved.name else ""
-    worst = min(outcome.evaluation.per_class, key=lambda row: row["f1"])
+    worst = min(outcome.evaluation.per_class, key=lambda row: row.f1)
     return (f"evaluated {resolved.uri}{version} on {outcome.test_size} test images: "
-            f"loss {metrics['test_loss']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
-            f"macro F1 {metrics['test_macro_f1']:.4f}\n"
-            f"  hardest class: {worst['class']} (F1 {worst['f1']:.3f}); "
+            f"loss {scores.test_loss:.4f}, accuracy {scores.test_accuracy:.4f}, "
+            f"macro F1 {scores.test_macro_f1:.4f}\n"
+            f"  hardest class: {worst.name} (F1 {worst.f1:.3f}); "
             f"evaluation run {outcome.run_id}")

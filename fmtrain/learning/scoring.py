@@ -8,24 +8,39 @@ import numpy as np
 
 from fmtrain.learning.batches import EVAL_BATCH_SIZE
 from fmtrain.learning.data import CLASS_NAMES
+from fmtrain.learning.scores import Scores
 
 MISCLASSIFIED_SHOWN = 24
 
 
+@dataclass(frozen=True)
+class ClassScores:
+    """One class's row of the test report."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
 @dataclass
 class Evaluation:
-    """Test-set results: headline metrics, per-class rows, the confusion matrix and figures."""
+    """Test-set results: headline metrics (logged under these names), per-class rows, the
+    confusion matrix and the predictions."""
 
     metrics: dict[str, float]
-    per_class: list[dict]
+    per_class: list[ClassScores]
     confusion: np.ndarray
     predicted: np.ndarray
 
-    def per_class_csv(self) -> str:
-        header = "class,precision,recall,f1,support"
-        lines = [f"{r['class']},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},{r['support']}"
-                 for r in self.per_class]
-        return "\n".join([header, *lines]) + "\n"
+    @property
+    def scores(self) -> Scores:
+        return Scores.from_metrics(self.metrics)
+
+    @property
+    def size(self) -> int:
+        return len(self.predicted)
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
@@ -52,8 +67,8 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
     predicted = np.argmax(probabilities, axis=-1)
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0)
-    per_class = [{"class": CLASS_NAMES[i], "precision": float(precision[i]), "recall": float(recall[i]),
-                  "f1": float(f1[i]), "support": int(support[i])} for i in classes]
+    per_class = [ClassScores(CLASS_NAMES[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+                 for i in classes]
     metrics = {
         "test_loss": float(skm.log_loss(labels, probabilities, labels=classes)),
         "test_accuracy": float(skm.accuracy_score(labels, predicted)),

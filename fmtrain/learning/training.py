@@ -21,6 +21,7 @@ from fmtrain.learning import batches
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
+from fmtrain.learning.scores import Scores
 
 WHOLE_MODEL_FILE = "model-whole.keras"
 WEIGHTS_FILE = "model.weights.h5"
@@ -39,8 +40,13 @@ class TrainResult:
     kept_epoch: int  # 0-based epoch whose weights the model holds at the end (best, when restored)
     fit_seconds: float
     epoch_seconds: list[float]
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # logged as single metrics
     files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> Scores:
+        """The metrics as a typed record, the stopped epoch included."""
+        return Scores.from_metrics({**self.metrics, "stopped_epoch": self.stopped_epoch})
 
 
 class _EpochTimer(keras.callbacks.Callback):

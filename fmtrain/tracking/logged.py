@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from dataclasses import dataclass
@@ -114,8 +113,8 @@ def _same_value(key: str, logged: str, value: str) -> bool:
         return False
 
 
-def log_training(run_id: str, result, figures: dict, model_id: str) -> None:
-    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table.
+def log_training(run_id: str, result, figures: dict, model_id: str, history_csv: str) -> None:
+    """Log a TrainResult's metrics, per-epoch seconds, files, figures and history table (CSV text).
 
     The metrics of the kept model are linked to its logged model ``model_id`` too.
     """
@@ -133,18 +132,7 @@ def log_training(run_id: str, result, figures: dict, model_id: str) -> None:
         log_file(run_id, path)
     for file_name, figure in figures.items():
         log_figure(run_id, figure, file_name)
-    log_text(run_id, history_csv(result.history), "history.csv")
-
-
-def history_csv(history: dict[str, list[float]]) -> str:
-    """Per-epoch values as CSV text with an ``epoch`` column first."""
-    import pandas as pd
-
-    frame = pd.DataFrame(history)
-    frame.insert(0, "epoch", range(len(frame)))
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue()
+    log_text(run_id, history_csv, "history.csv")
 
 
 @dataclass(frozen=True)

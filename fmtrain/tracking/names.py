@@ -50,3 +50,7 @@ HOST_TAG = "fmtrain.process.host"
 START_TAG = "fmtrain.process.start"
 # Where the run's journal is kept while the store is away (host:folder), for `fmtrain sync`.
 JOURNAL_TAG = "fmtrain.journal"
+
+# A sweep parent's params that say how it ran, not how each child trains: every other param of
+# the parent is a setting its children share.
+SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address")

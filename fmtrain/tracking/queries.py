@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PARENT_TAG
+from fmtrain.learning.scores import Scores
+from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PARENT_TAG, SWEEP_PARAMS
 from fmtrain.tracking.store import get_run
 
 CURVES = ("loss", "val_loss")
@@ -28,6 +29,11 @@ class RunRecord:
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
+
+    @property
+    def scores(self) -> Scores:
+        """The run's single scores as a typed record."""
+        return Scores.from_metrics(self.metrics)
 
 
 def child_run_ids(parent_run_id: str) -> list[str]:
@@ -84,6 +90,11 @@ class RunState:
     @property
     def config(self) -> str:
         return self.tags.get(CONFIG_TAG, self.name)
+
+    @property
+    def shared_settings(self) -> dict[str, str]:
+        """A sweep parent's params that are settings its children share (not SWEEP_PARAMS)."""
+        return {key: value for key, value in self.params.items() if key not in SWEEP_PARAMS}
 
 
 def _state(run) -> RunState:

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmtrain.analysis import tables
 from fmtrain.learning import configs
 
 # The chapter's hand-picked knobs, each over a range around the chapter's choice (Adam's default
@@ -159,12 +160,10 @@ def to_data(space: Space) -> dict:
 
 def space_table(space: Space) -> str:
     """The space as a Markdown table, as ``--show-space`` prints it."""
-    lines = ["| setting | range | the chapter's |", "|---|---|---|"]
-    for name, dim in space.items():
-        chapter = getattr(configs.DEFAULT, name)
-        chapter_text = "Keras's default" if chapter is None else configs.format_value(chapter)
-        lines.append(f"| {name} | {dim.describe()} | {chapter_text} |")
-    return "\n".join(lines)
+    chapter = {name: getattr(configs.DEFAULT, name) for name in space}
+    return tables.markdown(["setting", "range", "the chapter's"], [
+        [name, dim.describe(), "Keras's default" if chapter[name] is None else configs.format_value(chapter[name])]
+        for name, dim in space.items()])
 
 
 def check_against(space: Space, base: configs.TrainConfig) -> None:

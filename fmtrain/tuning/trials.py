@@ -5,11 +5,9 @@ Built from plain values (the workflow reads them from the store); no MLflow here
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from dataclasses import dataclass
 
+from fmtrain.analysis import tables
 from fmtrain.errors import signal_description
 
 
@@ -46,61 +44,34 @@ class TrialRow:
 
 def best_row(rows: list[TrialRow]) -> TrialRow | None:
     """The complete trial with the lowest final val_loss (ties: the earlier trial)."""
-    scored = [row for row in rows if row.complete and _finite(row.final_val_loss)]
+    scored = [row for row in rows if row.complete and tables.finite(row.final_val_loss)]
     return min(scored, key=lambda row: (row.final_val_loss, row.number), default=None)
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)
 
 
 def to_markdown(rows: list[TrialRow], names: list[str], best: TrialRow | None = None) -> str:
     """The trials in order, one row each, the best marked."""
     head = ["trial", *names, "val_loss", "val_accuracy", "epochs", "ended"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = []
     for row in sorted(rows, key=lambda r: r.number):
         mark = " (best)" if best is not None and row.run_id == best.run_id else ""
-        cells = [f"{row.number}{mark}", *(short(row.settings.get(name, "-")) for name in names),
-                 _number(row.final_val_loss), _number(row.final_val_accuracy),
-                 "-" if row.epochs_run is None else str(row.epochs_run), row.outcome]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells.append([f"{row.number}{mark}", *(tables.setting(row.settings.get(name, "-")) for name in names),
+                      tables.number(row.final_val_loss), tables.number(row.final_val_accuracy),
+                      "-" if row.epochs_run is None else str(row.epochs_run), row.outcome])
+    return tables.markdown(head, cells)
 
 
 def to_csv(rows: list[TrialRow], names: list[str]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["trial", "run_id", *names, "final_val_loss", "final_val_accuracy", "epochs_run",
-                     "status", "ended", "error"])
-    for row in sorted(rows, key=lambda r: r.number):
-        writer.writerow([row.number, row.run_id, *(row.settings.get(name, "") for name in names),
-                         "" if row.final_val_loss is None else row.final_val_loss,
-                         "" if row.final_val_accuracy is None else row.final_val_accuracy,
-                         "" if row.epochs_run is None else row.epochs_run, row.status, row.outcome,
-                         row.error])
-    return out.getvalue()
-
-
-def short(text: str) -> str:
-    """A setting's logged value for a table: fractions to 4 significant digits (0.0005612)."""
-    try:
-        number = float(text)
-    except (TypeError, ValueError):
-        return text
-    return text if "." not in text and "e" not in text.lower() else f"{number:.4g}"
-
-
-def settings_text(settings: dict[str, str]) -> str:
-    return ", ".join(f"{name} {short(value)}" for name, value in settings.items())
-
-
-def _number(value) -> str:
-    return "-" if not _finite(value) else f"{value:.4f}"
+    head = ["trial", "run_id", *names, "final_val_loss", "final_val_accuracy", "epochs_run",
+            "status", "ended", "error"]
+    return tables.csv_text(head, [
+        [row.number, row.run_id, *(row.settings.get(name, "") for name in names), row.final_val_loss,
+         row.final_val_accuracy, row.epochs_run, row.status, row.outcome, row.error]
+        for row in sorted(rows, key=lambda r: r.number)])
 
 
 def trial_line(count: int, total: int, number: int, settings: dict[str, str], ended: str) -> str:
     """``[3/30] trial-02 (learning_rate 0.0007, ...) ... pruned after epoch 1 (val_loss 0.439)``"""
-    return f"[{count}/{total}] trial-{number:02d} ({settings_text(settings)}) ... {ended}"
+    return f"[{count}/{total}] trial-{number:02d} ({tables.settings_text(settings, between=' ', rounded=True)}) ... {ended}"
 
 
 def trial_end_text(end) -> str:

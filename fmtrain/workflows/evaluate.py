@@ -39,11 +39,12 @@ def register_described(run_id: str, name: str, alias: str | None = None) -> str:
     return version
 
 
-def _version_text(run_id: str, test: dict | None = None, evaluation_run_id: str | None = None) -> str:
+def _version_text(run_id: str, test=None, evaluation_run_id: str | None = None) -> str:
+    """The version's description; ``test``: its test Scores once evaluated."""
     from fmtrain.tracking import queries
 
     (record,) = queries.fetch_records([run_id])
-    return descriptions.version_description(run_id, record.params, record.metrics, test, evaluation_run_id)
+    return descriptions.version_description(run_id, record.params, record.scores, test, evaluation_run_id)
 
 
 def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
@@ -60,7 +61,7 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     resolved = registry.resolve(model_uri)
     images, labels, source = data.load_test(data_dir)
     keras_backend.use(backend)
-    from fmtrain.analysis import figures
+    from fmtrain.analysis import figures, tables
     from fmtrain.learning import scoring
     from fmtrain.tracking import logged, names, runs
 
@@ -73,16 +74,16 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
               "source_run_id": resolved.run_id or "none"}
     with signals.deferred(), runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri}) as run_id:
-        warnings = logged.log_evaluation(run_id, evaluation.metrics, evaluation.per_class_csv(),
+        warnings = logged.log_evaluation(run_id, evaluation.metrics, tables.per_class_csv(evaluation.per_class),
                                          figures.evaluation_figures(evaluation, images, labels),
                                          model_id=resolved.model_id)
         version = f"{resolved.name} version {resolved.version}" if resolved.name else ""
-        logged.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.metrics, version))
+        logged.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.scores, version))
     outcome = EvaluationOutcome(resolved, evaluation, run_id, len(labels), warnings)
     if resolved.version and resolved.run_id:  # the version's description gains its test scores
         try:
             registry.describe_version(resolved.name, resolved.version,
-                                      _version_text(resolved.run_id, evaluation.metrics, run_id))
+                                      _version_text(resolved.run_id, evaluation.scores, run_id))
         except Exception as error:  # noqa: BLE001 - the evaluation is recorded; say what is not
             from fmtrain.tracking import store
 

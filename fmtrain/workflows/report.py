@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from fmtrain.analysis import intervals
+from fmtrain.analysis import intervals, tables
 
 REPORT_FILE = "chapter-report.md"
 BANDS_FIGURE = "report-val-loss-bands.png"
@@ -29,12 +29,12 @@ CHAPTER_BAND = (
 def overfitting_gap(record) -> float | None:
     """Final val_loss minus the last epoch's train loss."""
     losses = record.curves.get("loss") or []
-    final = record.metrics.get("final_val_loss")
+    final = record.scores.final_val_loss
     return None if not losses or final is None else final - losses[-1]
 
 
 def metric(name):
-    return lambda record: record.metrics.get(name)
+    return lambda record: record.scores.get(name)
 
 
 # The chapter's questions: (question, configuration A, configuration B, [(what, value of a run)]).
@@ -99,25 +99,25 @@ def build(parent_run_id: str) -> ChapterReport:
         if record.run_id in tests:
             record.metrics["test_accuracy"] = tests[record.run_id]
         by_config[record.name][int(record.params.get("seed", 0))] = record
-    return compute(parent_run_id, by_config, settings=parent.params)
+    return compute(parent_run_id, by_config, settings=parent.shared_settings)
 
 
 def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
             settings: dict | None = None) -> ChapterReport:
     """The report from records grouped by configuration and seed (anything with ``metrics``,
-    ``params`` and ``curves``, as queries.RunRecord)."""
+    ``params``, ``curves`` and typed ``scores``, as queries.RunRecord)."""
     aggregates = {}
     for config, runs in by_config.items():
         summaries = {}
         for name in AGGREGATED:
-            values = [r.metrics.get(name) for r in runs.values()]
+            values = [r.scores.get(name) for r in runs.values()]
             if any(v is not None for v in values):
                 summaries[name] = intervals.summarize(values)
         aggregates[config] = Aggregate(config, sorted(runs), summaries,
                                        [r.curves.get("val_loss") or [] for r in runs.values()])
     steps = []
     for step, config, name, low, high in CHAPTER_BAND:
-        values = [r.metrics.get(name) for r in by_config.get(config, {}).values()]
+        values = [r.scores.get(name) for r in by_config.get(config, {}).values()]
         summary = intervals.summarize(values) if any(v is not None for v in values) else None
         inside = None if summary is None else low <= summary.mean <= high
         steps.append((step, (low, high), summary, inside))
@@ -140,24 +140,19 @@ def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
 def to_markdown(report: ChapterReport) -> str:
     """The report as Markdown, as logged on the parent and shown as its description."""
     lines = [f"# The chapter with {len(report.seeds)} seed(s): {', '.join(map(str, report.seeds))}", ""]
-    shown = {k: v for k, v in report.settings.items() if k not in ("configs", "seeds")}
-    if shown:
-        lines += ["Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())), ""]
+    if report.settings:
+        lines += ["Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(report.settings.items())), ""]
     lines += ["Values are mean ± standard deviation [95% bootstrap interval of the mean] over seeds.", "",
               "## The chapter's steps against its own results", "",
-              "| step | the chapter's band | fmtrain | mean inside the band |", "|---|---|---|---|"]
-    for step, (low, high), summary, inside in report.steps:
-        value = summary.text(0 if "epoch" in step else 4) if summary else "not run"
-        flag = "-" if inside is None else ("yes" if inside else "no")
-        band = f"{low:g}-{high:g}"
-        lines.append(f"| {step} | {band} | {value} | {flag} |")
-    lines += ["", "## Each configuration", "",
-              "| configuration | seeds | " + " | ".join(AGGREGATED) + " |",
-              "|---|---|" + "---|" * len(AGGREGATED)]
-    for config, aggregate in report.aggregates.items():
-        cells = [aggregate.summaries[name].text(1 if "epoch" in name else 4)
-                 if name in aggregate.summaries else "-" for name in AGGREGATED]
-        lines.append(f"| {config} | {len(aggregate.seeds)} | " + " | ".join(cells) + " |")
+              tables.markdown(["step", "the chapter's band", "fmtrain", "mean inside the band"], [
+                  [step, f"{low:g}-{high:g}", summary.text(1 if "epoch" in step else 4) if summary else "not run",
+                   "-" if inside is None else ("yes" if inside else "no")]
+                  for step, (low, high), summary, inside in report.steps]),
+              "", "## Each configuration", "",
+              tables.markdown(["configuration", "seeds", *AGGREGATED], [
+                  [config, len(aggregate.seeds), *(aggregate.summaries[name].text(1 if "epoch" in name else 4)
+                                                   if name in aggregate.summaries else "-" for name in AGGREGATED)]
+                  for config, aggregate in report.aggregates.items()])]
     lines += ["", "## The chapter's questions", ""]
     for answer in report.answers:
         lines.append(f"**{answer.question}** ({answer.a} vs {answer.b}, paired by seed):")

@@ -81,16 +81,11 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
-    resolved = {}
-    for name in names:
-        try:
-            resolved[name] = configs.resolve(name, typed)
-        except ValueError as error:
-            resolved[name] = error
-    if all(isinstance(config, ValueError) for config in resolved.values()):
-        raise resolved[names[0]]
+    takes = {name: _takes(name, typed) for name in names}
+    if not any(takes.values()):
+        configs.resolve(names[0], typed)  # raises the first configuration's error
     pairs = [(name, seed) for name in names for seed in seed_list]
-    to_train = [pair for pair in pairs if pair not in kept and not isinstance(resolved[pair[0]], ValueError)]
+    to_train = [pair for pair in pairs if pair not in kept and takes[pair[0]]]
     placement = engines.plan(workers, ray_address, len(to_train))
     store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
@@ -110,7 +105,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
             runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume,
                              description=started) as parent_id:
         jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
-                                  resolved[name], kept.get((name, seed)), verbose)
+                                  typed, kept.get((name, seed)), verbose)
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
@@ -132,6 +127,15 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         result.registered_version = register_finished(best.run_id, register_best,
                                                       alias=tags.CHAMPION_ALIAS)
     return result
+
+
+def _takes(name: str, settings: dict) -> bool:
+    """Whether configuration ``name`` can take ``settings`` (a child that cannot is FAILED)."""
+    try:
+        configs.resolve(name, settings)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
@@ -232,8 +236,7 @@ def _resumable(parent_id: str, requested, overrides, echo):
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
     kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
             for child in states if child.status == "FINISHED"}
-    settings = {key: value for key, value in parent.params.items()
-                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
+    settings = parent.shared_settings
     seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
     return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
@@ -271,8 +274,7 @@ def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
     parent = queries.run_state(parent_run_id)
     ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
         else [row.config for row in rows]
-    settings = {key: value for key, value in parent.params.items()
-                if key not in ("configs", "seeds", "workers", "ray_address")}  # not settings of a run
+    settings = parent.shared_settings
     seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
     markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
     logged.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,

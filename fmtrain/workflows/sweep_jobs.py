@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from fmtrain.errors import RunEnded, RunFailed, WorkerDied
-from fmtrain.learning import data
+from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.workflows.train import train_run
 
@@ -25,13 +25,24 @@ class ChildJob:
     seed: int
     run_name: str
     parent_run_id: str
-    config: TrainConfig | ValueError  # ValueError: the configuration cannot take the settings
+    settings: dict  # the typed settings every child shares (configs.parse_value's)
     kept_run_id: str | None = None  # a FINISHED child of an earlier attempt (--resume)
     verbose: int = 0
 
+    def config(self) -> TrainConfig:
+        """The child's configuration; ValueError when it cannot take the settings."""
+        return dataclasses.replace(configs.resolve(self.name, self.settings), seed=self.seed)
+
     @property
     def trains(self) -> bool:
-        return self.kept_run_id is None and isinstance(self.config, TrainConfig)
+        """Whether the child is trained: not kept, and its configuration takes the settings."""
+        if self.kept_run_id is not None:
+            return False
+        try:
+            self.config()
+        except ValueError:
+            return False
+        return True
 
 
 @dataclass
@@ -55,18 +66,20 @@ def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
     if job.kept_run_id:
         return ChildResult(job.kept_run_id, kept=True)
     seed_tag = {tags.SEED_TAG: str(job.seed)}
-    if isinstance(job.config, ValueError):
-        run_id = runs.failed_child(job.run_name, job.config, tags={tags.CONFIG_TAG: job.name, **seed_tag})
-        return ChildResult(run_id, error=str(job.config))
+    try:
+        config = job.config()
+    except ValueError as error:
+        run_id = runs.failed_child(job.run_name, error, tags={tags.CONFIG_TAG: job.name, **seed_tag})
+        return ChildResult(run_id, error=str(error))
     start = time.perf_counter()
     try:
-        outcome = train_run(dataclasses.replace(job.config, seed=job.seed), job.name, splits,
+        outcome = train_run(config, job.name, splits,
                             parent_run_id=job.parent_run_id, verbose=job.verbose,
                             run_name=job.run_name, tags=seed_tag)
     except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
         return ChildResult(getattr(error, "run_id", None), error=str(error),
                            seconds=time.perf_counter() - start)
-    return ChildResult(outcome.run_id, outcome.result.metrics["final_val_loss"],
+    return ChildResult(outcome.run_id, outcome.result.scores.final_val_loss,
                        time.perf_counter() - start)
 
 

@@ -10,12 +10,17 @@ import contextlib
 import errno
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fmtrain.analysis import descriptions
 from fmtrain.errors import RunEnded, one_line
 from fmtrain.execution import signals
 from fmtrain.learning import backend, configs, data
 from fmtrain.learning.configs import TrainConfig
+
+if TYPE_CHECKING:  # Keras is imported only once the backend is chosen
+    from fmtrain.learning.training import TrainResult
+    from fmtrain.tracking.ui import UiLink
 
 CURVES = ("loss", "accuracy")  # each drawn as a figure, with its val_ twin
 
@@ -27,10 +32,10 @@ class TrainOutcome:
 
     run_id: str
     name: str
-    result: object  # fmtrain.training.TrainResult
+    result: TrainResult
     model_uri: str
     registered_version: str | None = None
-    link: object = None  # fmtrain.tracking.ui.UiLink
+    link: UiLink | None = None
 
 
 def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str, str]:
@@ -51,7 +56,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
     keras = backend.use(config.backend)
-    from fmtrain.analysis import figures
+    from fmtrain.analysis import figures, tables
     from fmtrain.learning import training
     from fmtrain.tracking import logged, runs
     from fmtrain.tracking.names import CONFIG_TAG
@@ -75,10 +80,9 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             signals.check()
             curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
                        for metric in CURVES}
-            logged.log_training(run_id, result, curves, model.model_id)
+            logged.log_training(run_id, result, curves, model.model_id, tables.history_csv(result.history))
             signals.check()
-            headline = {**result.metrics, "stopped_epoch": result.stopped_epoch}
-            logged.describe_run(run_id, descriptions.run_description(name, settings, headline))
+            logged.describe_run(run_id, descriptions.run_description(name, settings, result.scores))
     version = register_finished(run_id, register_as) if register_as else None
     return TrainOutcome(run_id, run_name or name, result, model.uri, version)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fmtrain.analysis import tables
 from fmtrain.errors import RunStopped, Stopped, signal_description
 from fmtrain.execution import engines, raystart, signals
 from fmtrain.learning import backend, configs, data
@@ -76,8 +77,8 @@ def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
                         verbose=job.verbose, run_name=f"trial-{number:02d}",
                         tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
                         gates=[gate_callback(gate, stopped)])
-    metrics = outcome.result.metrics
-    return {"val_loss": metrics["final_val_loss"], "val_accuracy": metrics["final_val_accuracy"],
+    scores = outcome.result.scores
+    return {"val_loss": scores.final_val_loss, "val_accuracy": scores.final_val_accuracy,
             "run_id": outcome.run_id}
 
 
@@ -228,13 +229,11 @@ def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:
     for record in queries.fetch_records(queries.child_run_ids(parent_id)):
         number = record.tags.get(tags.TRIAL_TAG)
         pruned = record.tags.get(tags.PRUNED_EPOCH_TAG)
-        epochs = record.metrics.get("epochs_run")
         rows.append(TrialRow(
             number=int(number) if number is not None else -1, run_id=record.run_id,
             status=record.status, settings={name: record.params.get(name, "-") for name in names},
-            final_val_loss=record.metrics.get("final_val_loss"),
-            final_val_accuracy=record.metrics.get("final_val_accuracy"),
-            epochs_run=int(epochs) if epochs is not None else None,
+            final_val_loss=record.scores.final_val_loss,
+            final_val_accuracy=record.scores.final_val_accuracy, epochs_run=record.scores.epochs_run,
             pruned_epoch=int(pruned) if pruned is not None else None,
             stopped_by=record.tags.get(tags.STOPPED_BY_TAG, ""), error=record.error))
     return sorted(rows, key=lambda row: row.number)
@@ -268,7 +267,7 @@ def log_search(parent_id: str, rows: list[TrialRow], best: TrialRow | None, sear
         marks = {tags.BEST_TAG: best.run_id}
     lines = []
     if best is not None:
-        lines += [f"Best: trial {best.number} ({trials.settings_text(best.settings)}), "
+        lines += [f"Best: trial {best.number} ({tables.settings_text(best.settings, between=' ', rounded=True)}), "
                   f"final val_loss {best.final_val_loss:.4f}, val_accuracy {best.final_val_accuracy:.4f} "
                   f"(run `{best.run_id}`, tag {tags.BEST_TAG}).", ""]
     lines += [f"{len(rows)} trials: {counts['trials_complete']} complete, {counts['trials_pruned']} "
