@@ -44,19 +44,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         with signals.signals_handled(), signals.held():  # another signal cannot cut the last line short
             click.echo(_describe(error), err=True)
-            return exit_code(error)
+            return exit_code(error, _opened_runs())
     return status if isinstance(status, int) else 0
 
 
-def exit_code(error: BaseException) -> int:
-    """The exit status for ``error``: see docs/operations.md, Exit statuses."""
+def exit_code(error: BaseException, created: list | tuple = ()) -> int:
+    """The exit status for ``error``, after this command ``created`` those runs: see
+    docs/operations.md, Exit statuses."""
     if isinstance(error, errors.RunEnded):
         return error.exit_code
     if isinstance(error, errors.Stopped):
         return 128 + error.signum
     if isinstance(error, KeyboardInterrupt):
         return errors.EXIT_INTERRUPTED
-    if _opened_runs():  # something was created: not bad input, whatever the error
+    if created:  # something was created: not bad input, whatever the error
         return errors.EXIT_FAILED
     if isinstance(error, (ValueError, OSError)):
         return errors.EXIT_BAD_INPUT
