@@ -231,6 +231,10 @@ def _resumable(parent_id: str, requested, overrides, echo):
         raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
                          "it before resuming, or wait until it is stale")
     states = queries.child_states(parent_id)
+    for child in states:  # its records are not all in the store yet: sync them first
+        if child.status == "RUNNING" and (folder := abandoned.unsynced_journal(child.run_id, child.tags)):
+            raise ValueError(f"run {child.run_id} ({child.name}) has records waiting in journal {folder}; "
+                             f"run `fmtrain sync {child.run_id}` before resuming")
     for stale in find_stale(states, 0):
         abandoned.end_left_open(stale.run_id, "KILLED", stale_reason(stale.age), stale.name)
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
