@@ -201,19 +201,7 @@ def test_a_tracking_server_restarted_during_training_is_ridden_out(tracking_serv
     assert list(tmp_path.glob("mlruns")) == [] and not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_store_gone_for_good_names_the_run_and_exits_1(tracking_server, tmp_path, real_data_dir):
-    uri, _, stop = tracking_server
-    # Short retries, as a user may set them, keep the test brief; fmtrain's own defaults are MLflow's.
-    env = env_for(uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
-                  MLFLOW_HTTP_REQUEST_TIMEOUT="5")
-    job = Process(["fmtrain", "train", "--limit", "2000", "--epochs", "30", "--patience", "none",
-                   "--data_dir", str(real_data_dir)], env=env, cwd=tmp_path)
-    job.expect("Epoch 2/30")
-    stop()
-    assert job.wait(timeout=600) == 1
-    line = job.last_error_line
-    assert line.startswith("fmtrain: error: run ") and "(early-stopping) failed: " in line, job.err[-5:]
-    assert "the store could not record this" in line
+# A store gone for good: tests/test_record.py (exit 1 naming the run and its journal, then sync).
 
 
 def test_a_store_that_refuses_the_error_tag_keeps_the_original_error(store, tiny_data_dir, monkeypatch, capsys):

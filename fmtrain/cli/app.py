@@ -1,7 +1,9 @@
 """The ``fmtrain`` process: run a command, map errors to exit statuses, leave promptly.
 
-Errors end with one line on stderr: exit 2 for bad input (before any run exists), 1 when a run
-failed, 128 + N when signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
+Errors end with one line on stderr: exit 2 for bad input (nothing was created), 1 when a run
+failed (named), 128 + N when signal N stopped the job (``FMTRAIN_DEBUG=1`` shows tracebacks).
+After an error, the runs this process opened are read back from the store, and the line says
+which, if any, is still RUNNING and what will end it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from fmtrain.learning import backend
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     backend.quiet_loggers()
+    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
+    if abandoned is not None:  # an earlier command in this process (a test) is not this one's
+        abandoned.forget()
     try:
         with signals.signals_handled():
             status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
@@ -37,35 +42,61 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if os.environ.get("FMTRAIN_DEBUG"):
             raise
-        click.echo(_describe(error), err=True)
-        return exit_code(error)
+        with signals.signals_handled(), signals.held():  # another signal cannot cut the last line short
+            click.echo(_describe(error), err=True)
+            return exit_code(error, _opened_runs())
     return status if isinstance(status, int) else 0
 
 
-def exit_code(error: BaseException) -> int:
-    """The exit status for ``error``: see README's table of what happens when things go wrong."""
+def exit_code(error: BaseException, created: list | tuple = ()) -> int:
+    """The exit status for ``error``, after this command ``created`` those runs: see
+    docs/operations.md, Exit statuses."""
     if isinstance(error, errors.RunEnded):
         return error.exit_code
     if isinstance(error, errors.Stopped):
         return 128 + error.signum
     if isinstance(error, KeyboardInterrupt):
         return errors.EXIT_INTERRUPTED
+    if created:  # something was created: not bad input, whatever the error
+        return errors.EXIT_FAILED
     if isinstance(error, (ValueError, OSError)):
         return errors.EXIT_BAD_INPUT
     # MLflow's own errors that escape before any run exists are refused requests: the store
-    # said no to the input (a run after creation is always wrapped in RunEnded).
+    # said no to the input.
     if type(error).__module__.startswith("mlflow."):
         return errors.EXIT_BAD_INPUT
     return errors.EXIT_FAILED
 
 
+def _opened_runs() -> list:
+    # Loaded only once a command opened the store (never for --help or bad options).
+    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
+    return list(abandoned._opened) if abandoned is not None else []
+
+
+def _left_open(message: str) -> list[str]:
+    """The final check, read back from the store: runs this process opened or ended and left
+    RUNNING, those that the message already sends to a journal aside."""
+    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
+    if abandoned is None:
+        return []
+    return [line for line in abandoned.left_open()
+            if not (line.split()[1] in message and "journal" in message)]
+
+
 def _describe(error: BaseException) -> str:
-    if isinstance(error, errors.RunStopped):
-        return f"fmtrain: {error}; no run was left RUNNING"
-    if isinstance(error, (errors.Stopped, KeyboardInterrupt)):
-        text = str(error) if isinstance(error, errors.Stopped) else "interrupted (Ctrl-C)"
-        return f"fmtrain: {text}; no run was left RUNNING"
-    return f"fmtrain: error: {errors.one_line(error)}"
+    if isinstance(error, errors.RunStopped | errors.Stopped | KeyboardInterrupt):
+        if isinstance(error, errors.RunStopped | errors.Stopped):
+            text = str(error)
+        else:
+            text = "interrupted (Ctrl-C)"
+        left = _left_open(text)
+        return f"fmtrain: {text}; " + ("; ".join(left) if left else "no run was left RUNNING")
+    text = f"fmtrain: error: {errors.one_line(error)}"
+    if not isinstance(error, errors.RunEnded) and _opened_runs():
+        text += " (after " + ", ".join(f"run {run_id} ({name})" for run_id, name in _opened_runs()) + ")"
+    left = _left_open(text)
+    return text + ("; " + "; ".join(left) if left else "")
 
 
 def run() -> None:

@@ -222,6 +222,8 @@ def evaluate_command(model_uri, data_dir, experiment, backend, system_metrics):
     outcome = evaluate.evaluate(model_uri, data_dir=data_dir, experiment=experiment, backend=backend,
                                 system_metrics=seconds)
     click.echo(output.evaluation_report(outcome))
+    for warning in outcome.warnings:
+        click.echo(f"fmtrain: warning: {warning}", err=True)
     return 0
 
 
@@ -252,7 +254,9 @@ def reap_command(stale_after, experiment, yes):
     """List runs left RUNNING by a process that died (SIGKILL, out of memory); --yes ends them."""
     from fmtrain.workflows import reap
 
-    stale = reap.reap(experiment, stale_after, act=yes)
+    stale, waiting = reap.reap(experiment, stale_after, act=yes)
+    for line in waiting:
+        click.echo(line)
     for run in stale:
         click.echo(f"{run.run_id}  {run.name}  no heartbeat for {run.age:.0f} s"
                    + ("  -> KILLED" if yes else ""))
@@ -260,4 +264,21 @@ def reap_command(stale_after, experiment, yes):
         click.echo(f"no RUNNING run has been silent for more than {stale_after:.0f} s")
     elif not yes:
         click.echo(f"{len(stale)} stale run(s); end them KILLED with `fmtrain reap --yes`")
+    return 0
+
+
+@cli.command("sync")
+@click.argument("run_id", required=False, metavar="[RUN_ID]")
+@click.option("--all", "every", is_flag=True, help="replay every journal that waits")
+def sync_command(run_id, every):
+    """Replay the journal a run left while the tracking store was away (see docs/operations.md)."""
+    from fmtrain.workflows import sync
+
+    synced = sync.sync(run_id, every)
+    for done in synced:
+        click.echo(f"run {done.run_id}: {done.records} record(s) replayed; the run is {done.status}"
+                   + ("" if done.status != "RUNNING" else
+                      " (its process left before its end: `fmtrain reap --yes` ends it)"))
+    if not synced:
+        click.echo("no journal waits")
     return 0

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fmtrain.errors import Stopped, WorkerDied, one_line
-from fmtrain.execution import signals
+from fmtrain.execution import raystart, signals
 
 # Measured on this project's 2-core machine (README, Benchmark): two workers of one thread each
 # train the chapter's sweep sooner than one process of two threads, with the same losses.
@@ -145,51 +142,6 @@ def start(placement: Placement, env: dict[str, str] | None = None):
         engine.close()
 
 
-def ray_environment(local: bool = True) -> None:
-    """Variables Ray reads when it is imported, so set before: each worker's own lines (Keras's
-    epochs), without colour codes, not "[repeated 2x across cluster]"; no usage report leaving
-    the machine; and for a local instance, Ray's default token authentication without its
-    notice (a Ray imported before the variable is set would not send the token)."""
-    for name in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX", "RAY_USAGE_STATS_ENABLED"):
-        os.environ.setdefault(name, "0")
-    if local:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
-def connect(placement: Placement, env: dict[str, str] | None = None):
-    """Start a local Ray instance for ``placement`` (or join its cluster) and return ``ray``;
-    ``env``, when given, is every worker's environment. ValueError in one line when Ray cannot
-    be imported or started."""
-    ray_environment(local=placement.address is None)
-    try:
-        import ray
-    except ImportError as error:
-        raise ValueError(f"Ray cannot be imported ({error}); install it with "
-                         "`pip install 'fmtrain[ray]'`") from None
-    runtime = {"runtime_env": {"env_vars": env}} if env else {}
-    with _signal_handlers_kept():
-        try:
-            if placement.address is None:
-                ray.init(address="local", num_cpus=placement.workers * placement.threads,
-                         include_dashboard=False, logging_level=logging.WARNING, **runtime)
-            else:
-                ray.init(address=placement.address, logging_level=logging.WARNING, **runtime)
-        except Exception as error:  # noqa: BLE001 - any failure to start is reported in one line
-            where = f"the Ray cluster at {placement.address}" if placement.address else "a local Ray instance"
-            raise ValueError(f"{where} cannot be used: {one_line(error)}") from None
-    return ray
-
-
-@contextlib.contextmanager
-def ray_session(placement: Placement, env: dict[str, str]):
-    """Ray, started (or joined) for the block with ``env`` in every worker, and shut down after."""
-    ray = connect(placement, env)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 class InProcess:
     """Each job in this process, in order: a sequential sweep."""
 
@@ -206,7 +158,7 @@ class RayEngine:
     parallel = True
 
     def __init__(self, placement: Placement, env: dict[str, str]):
-        self.ray, self.placement = connect(placement), placement
+        self.ray, self.placement = raystart.connect(placement), placement
         self.env = {**env, **thread_environment(placement.threads)}
 
     def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
@@ -282,19 +234,3 @@ def _in_worker(function: Callable, job, shared):
     monitoring.name_node()
     with signals.signals_handled():
         return function(job, shared)
-
-
-@contextlib.contextmanager
-def _signal_handlers_kept():
-    """Undo ``ray.init``'s SIGTERM handler (exit at once): this process's own handling, which
-    ends its runs KILLED, must stay."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers = {signum: signal.getsignal(signum) for signum in signals.SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in handlers.items():
-            if handler is not None:
-                signal.signal(signum, handler)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from fmtrain.learning import configs
+from fmtrain.tracking import journal
 from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,
@@ -28,34 +30,63 @@ from fmtrain.tracking.names import (
 KEPT_MODEL_METRICS = ("final_val_loss", "final_val_accuracy", "stopped_epoch")
 
 
-def epoch_logger():
+def epoch_logger(run_id: str):
     """The Keras callback that logs each epoch's metrics (step = epoch) and the model summary.
 
-    It is MLflow's own Keras callback, the one ``mlflow.keras.autolog()`` installs, without
-    autolog's extras, measured on a real run before choosing: autolog also logs fit()'s
-    arguments (26 params, ``batch_size=None`` and ``validation_split=0.0`` contradicting the
-    run's own ``batch_size`` and ``validation``, which makes MLflow refuse the param and autolog
-    silently log nothing) and a ``validation_*`` copy of every ``val_*`` metric. fmtrain logs its
-    settings itself, once, under one name each. It works on every Keras backend.
+    A plain Keras callback, not MLflow's own (whose wrapper swallows every error, so that a
+    store that is down silently loses epochs): each epoch goes to the store, or to the run's
+    journal when the store cannot be reached (see ``journal``), and never waits on it. It logs
+    the run's metrics only, not fit()'s arguments (fmtrain logs its settings itself, once, under
+    one name each). It works on every Keras backend.
     """
-    from mlflow.keras.callback import MlflowCallback
+    import keras
 
-    class EpochLogger(MlflowCallback):
+    class EpochLogger(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             lines = []
             self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
-            mlflow.log_text("\n".join(lines), "model_summary.txt")
+            log_text(run_id, "\n".join(lines), "model_summary.txt")
 
         def on_epoch_end(self, epoch, logs=None):
-            # Synchronous: when fit() returns, every epoch is in the store, and a store that
-            # is down is waited for (with MLflow's retries) rather than silently dropped.
             if logs:
-                mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
-
-        def on_test_end(self, logs=None):
-            pass  # the val_* metrics of on_epoch_end already hold these values
+                now = int(time.time() * 1000)
+                journal.write(run_id, {"op": "batch", "metrics": [
+                    [key, float(value), now, epoch, None] for key, value in logs.items()]})
 
     return EpochLogger()
+
+
+def log_text(run_id: str, text: str, file_name: str) -> None:
+    """``text`` as the run's artifact ``file_name`` (through the journal)."""
+    with tempfile.TemporaryDirectory(prefix="fmtrain-text-") as folder:
+        path = Path(folder) / Path(file_name).name
+        path.write_text(text)
+        log_file(run_id, path, str(Path(file_name).parent) if "/" in file_name else None)
+
+
+def log_figure(run_id: str, figure, file_name: str) -> None:
+    """A Matplotlib figure as the run's artifact ``file_name`` (through the journal)."""
+    with tempfile.TemporaryDirectory(prefix="fmtrain-figure-") as folder:
+        path = Path(folder) / file_name
+        figure.savefig(path)
+        log_file(run_id, path)
+
+
+def log_file(run_id: str, path, artifact_path: str | None = None) -> None:
+    """A local file as an artifact of the run (through the journal)."""
+    journal.write(run_id, {"op": "artifact", "path": artifact_path}, files={"file": Path(path)})
+
+
+def log_batch(run_id: str, metrics: dict[str, float] | None = None, *, step: int = 0,
+              params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+              model_id: str | None = None) -> None:
+    """Metrics (at ``step``, linked to ``model_id``), params and tags in one write (through the
+    journal)."""
+    now = int(time.time() * 1000)
+    journal.write(run_id, {"op": "batch",
+                           "metrics": [[k, float(v), now, step, model_id] for k, v in (metrics or {}).items()],
+                           "params": [[k, str(v)] for k, v in (params or {}).items()],
+                           "tags": [[k, str(v)] for k, v in (tags or {}).items()]})
 
 
 def log_params(run_id: str, params: dict[str, str]) -> None:
@@ -70,7 +101,7 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
             raise ValueError(f"param {key} is already logged in run {run_id} as "
                              f"{existing[key]!r} but resolves to {value!r}")
     if missing:
-        mlflow.log_params(missing)
+        log_batch(run_id, params=missing)
 
 
 def _same_value(key: str, logged: str, value: str) -> bool:
@@ -88,19 +119,20 @@ def log_training(run_id: str, result, figures: dict, model_id: str, history_csv:
     The metrics of the kept model are linked to its logged model ``model_id`` too.
     """
     metrics = {**result.metrics, "stopped_epoch": float(result.stopped_epoch)}
-    mlflow.log_metrics({k: v for k, v in metrics.items() if k in KEPT_MODEL_METRICS}, model_id=model_id)
-    # Through the client: MLflow's fluent API would link a metric logged at the model's step
-    # (the kept epoch) to the model, as if the run's timings described it.
+    log_batch(run_id, {k: v for k, v in metrics.items() if k in KEPT_MODEL_METRICS}, model_id=model_id,
+              step=0)
+    # Apart: a metric logged at the model's step (the kept epoch) with the model would be linked
+    # to it, as if the run's timings described it.
     now = int(time.time() * 1000)
-    run_only = [Metric(k, v, now, 0) for k, v in metrics.items() if k not in KEPT_MODEL_METRICS]
-    run_only += [Metric("epoch_seconds", seconds, now, epoch)
+    run_only = [[k, float(v), now, 0, None] for k, v in metrics.items() if k not in KEPT_MODEL_METRICS]
+    run_only += [["epoch_seconds", float(seconds), now, epoch, None]
                  for epoch, seconds in enumerate(result.epoch_seconds)]
-    MlflowClient().log_batch(run_id, metrics=run_only)
+    journal.write(run_id, {"op": "batch", "metrics": run_only})
     for path in result.files.values():
-        mlflow.log_artifact(str(path))
+        log_file(run_id, path)
     for file_name, figure in figures.items():
-        mlflow.log_figure(figure, file_name)
-    mlflow.log_text(history_csv, "history.csv")
+        log_figure(run_id, figure, file_name)
+    log_text(run_id, history_csv, "history.csv")
 
 
 @dataclass(frozen=True)
@@ -125,15 +157,33 @@ def log_model(model, example, requirements: list[str], *, name: str, step: int) 
     on JAX and back.
     """
     from fmtrain.tracking import serving
+    from fmtrain.tracking.store import fail_fast
 
-    # Explicit requirements skip MLflow's slow inference (it re-imports the model in a subprocess).
-    info = serving.log_classifier(model, example, requirements, name=name, step=step)
-    return LoggedModel(info.model_uri, info.model_id)
+    run_id = mlflow.active_run().info.run_id
+    try:
+        with fail_fast():
+            # Explicit requirements skip MLflow's slow inference (it re-imports the model in a
+            # subprocess).
+            info = serving.log_classifier(model, example, requirements, name=name, step=step)
+        return LoggedModel(info.model_uri, info.model_id)
+    except Exception as error:
+        if not journal.is_outage(error):
+            raise
+    # The store is away: the model waits in the run's journal, logged as this when replayed.
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="fmtrain-model-") as folder:
+        model.save(Path(folder) / "model.keras")
+        np.save(Path(folder) / "example.npy", example)
+        journal.write(run_id, {"op": "model", "name": name, "step": step, "requirements": requirements},
+                      files={"file": Path(folder) / "model.keras", "example": Path(folder) / "example.npy"})
+    return LoggedModel(f"(in the journal of run {run_id}, until `fmtrain sync {run_id}`)",
+                       journal.JOURNAL_MODEL)
 
 
 def describe_run(run_id: str, text: str) -> None:
     """Set the Markdown the run's page shows as its Description."""
-    MlflowClient().set_tag(run_id, DESCRIPTION_TAG, text)
+    log_batch(run_id, tags={DESCRIPTION_TAG: text})
 
 
 def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, description: str) -> None:
@@ -143,50 +193,53 @@ def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, desc
     (``best_final_val_loss``, ``best_final_val_accuracy``), so that the parent is not an empty
     row in the runs table and the charts.
     """
-    client = MlflowClient()
-    client.log_figure(run_id, figure, SWEEP_FIGURE)
-    client.log_text(run_id, csv_text, SWEEP_CSV)
-    client.log_text(run_id, markdown, SWEEP_MD)
+    log_figure(run_id, figure, SWEEP_FIGURE)
+    log_text(run_id, csv_text, SWEEP_CSV)
+    log_text(run_id, markdown, SWEEP_MD)
     describe_run(run_id, description)
     if best is not None:
-        client.set_tag(run_id, BEST_TAG, best.run_id)
-        client.set_tag(run_id, BEST_CONFIG_TAG, best.config)
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[
-            Metric("best_final_val_loss", best.final_val_loss, now, 0),
-            Metric("best_final_val_accuracy", best.final_val_accuracy, now, 0)])
+        log_batch(run_id, {"best_final_val_loss": best.final_val_loss,
+                           "best_final_val_accuracy": best.final_val_accuracy},
+                  tags={BEST_TAG: best.run_id, BEST_CONFIG_TAG: best.config})
 
 
 def log_search(run_id: str, *, texts: dict[str, str], figures: dict, metrics: dict[str, float],
                params: dict[str, str], tags: dict[str, str], description: str) -> None:
     """Log a search's results on its parent run ``run_id``: tables and the space (``texts``, by
     file name), figures, the best trial's params (new keys) and metrics, tags and description."""
-    client = MlflowClient()
     for name, text in texts.items():
-        client.log_text(run_id, text, name)
+        log_text(run_id, text, name)
     for name, figure in figures.items():
-        client.log_figure(run_id, figure, name)
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
-                     params=[Param(key, value) for key, value in params.items()],
-                     tags=[RunTag(key, value) for key, value in tags.items()])
+        log_figure(run_id, figure, name)
+    log_batch(run_id, metrics, params=params, tags=tags)
     describe_run(run_id, description)
 
 
-def log_evaluation(metrics: dict[str, float], per_class_csv: str, figures: dict,
-                   model_id: str | None = None) -> None:
-    """Log test-set results on the active run, linked to the logged model ``model_id`` if known
-    (the experiment's Models page then shows them beside its validation metrics)."""
-    mlflow.log_metrics(metrics, model_id=model_id)
-    mlflow.log_text(per_class_csv, PER_CLASS_FILE)
+def log_evaluation(run_id: str, metrics: dict[str, float], per_class_csv: str, figures: dict,
+                   model_id: str | None = None) -> list[str]:
+    """Log test-set results on ``run_id``, linked to the logged model ``model_id`` if known
+    (the experiment's Models page then shows them beside its validation metrics). Returns what
+    could not be done: a model that this user may read but not edit keeps its metrics unlinked."""
+    from mlflow.exceptions import MlflowException
+
+    warnings = []
+    try:
+        log_batch(run_id, metrics, model_id=model_id)
+    except MlflowException as error:
+        if model_id is None or "403" not in str(error) and error.error_code != "PERMISSION_DENIED":
+            raise
+        log_batch(run_id, metrics)
+        warnings.append(f"the test metrics are not linked to the logged model {model_id} (this user "
+                        "may not edit it); the evaluation run holds them")
+    log_text(run_id, per_class_csv, PER_CLASS_FILE)
     for file_name, figure in figures.items():
-        mlflow.log_figure(figure, file_name)
+        log_figure(run_id, figure, file_name)
+    return warnings
 
 
 def log_report(run_id: str, file_name: str, markdown: str, figures: dict) -> None:
     """Log a report and its figures on ``run_id`` and show the report as the run's description."""
-    client = MlflowClient()
-    client.log_text(run_id, markdown, file_name)
+    log_text(run_id, markdown, file_name)
     for name, figure in figures.items():
-        client.log_figure(run_id, figure, name)
+        log_figure(run_id, figure, name)
     describe_run(run_id, markdown)

@@ -43,6 +43,13 @@ HEARTBEAT_TAG = "fmtrain.heartbeat"
 # The host and process id of the process that opened the run ("host:pid"): on that host, a
 # run whose process no longer exists is known to be abandoned without waiting for its heartbeat.
 PROCESS_TAG = "fmtrain.process"
+# Which machine or container that host is (hostname, boot id, pid namespace) and when the process
+# started (clock ticks since boot): a run is known to be abandoned only when both match here and
+# the process is gone (pids are reused, and containers share hostnames).
+HOST_TAG = "fmtrain.process.host"
+START_TAG = "fmtrain.process.start"
+# Where the run's journal is kept while the store is away (host:folder), for `fmtrain sync`.
+JOURNAL_TAG = "fmtrain.journal"
 
 # A sweep parent's params that say how it ran, not how each child trains: every other param of
 # the parent is a setting its children share.

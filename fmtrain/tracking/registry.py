@@ -32,6 +32,11 @@ class ResolvedModel:
     run_id: str | None = None
     model_id: str | None = None  # the logged model (m-...), to link test metrics to it
 
+    @property
+    def pinned_uri(self) -> str:
+        """The URI of exactly this version (``models:/NAME/N``), not of an alias that may move."""
+        return f"models:/{self.name}/{self.version}" if self.name and self.version else self.uri
+
 
 def register(run_id: str, name: str, alias: str | None = None):
     """Register the model logged by ``run_id`` as a new version of ``name``; point ``alias`` at it.

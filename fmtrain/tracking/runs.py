@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
-import socket
 import threading
 import time
 
@@ -28,8 +26,8 @@ from fmtrain.errors import (
     one_line,
     signal_description,
 )
-from fmtrain.tracking import logged, monitoring, queries, store
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PROCESS_TAG
+from fmtrain.tracking import abandoned, journal, logged, monitoring, store
+from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG
 
 HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
 PERMISSION_RETRY_SECONDS = 5.0
@@ -78,9 +76,11 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     else:
         run = _start_run(run_name=name, tags=tags or {}, description=description, **monitor)
     run_id = run.info.run_id
+    abandoned.opened(run_id, name)
+    journal.opened(run_id)
     heartbeat = None
     try:
-        MlflowClient().set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
+        logged.log_batch(run_id, tags=abandoned.process_tags())
         heartbeat = _Heartbeat(run_id)
         logged.log_params(run_id, params)
         yield run_id
@@ -89,7 +89,75 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
             heartbeat.stop()
         raise _end_badly(run_id, name, error) from error
     heartbeat.stop()
-    mlflow.end_run("FINISHED")
+    waiting, problem = _end(run_id, "FINISHED", None)
+    if waiting is not None:
+        raise RunFailed(f"run {run_id} ({name}) ran to its end, but {_waiting_text(run_id, waiting)}",
+                        run_id)
+    if problem:
+        raise RunFailed(f"run {run_id} ({name}) ran to its end, but {problem}", run_id)
+
+
+def _waiting_text(run_id: str, waiting: journal.Journal) -> str:
+    return (f"the tracking store {store.tracking_uri()} could not be reached to record all of it; "
+            f"its records wait in {waiting.folder}: run `fmtrain sync {run_id}` once the store is back")
+
+
+def _end(run_id: str, status: str, error_text: str | None) -> tuple[journal.Journal | None, str]:
+    """End the run open in this process as ``status`` (with ``error_text`` in ``fmtrain.error``),
+    once its journal is replayed: the end is written once, after every record. Returns the
+    journal when records still wait in it (the store stayed away for END_WAIT_SECONDS; the run
+    stays RUNNING in the store), and what the store refused, if anything."""
+    waiting = journal.opened_journal(run_id)
+    problem = ""
+    deadline = time.monotonic() + journal.END_WAIT_SECONDS
+    try:
+        while waiting.pending and not waiting.replay() and time.monotonic() < deadline:
+            time.sleep(journal.PROBE_SECONDS)
+    except Exception as error:  # noqa: BLE001 - a refused record must not keep the run open
+        problem = f"the store refused a record of its journal: {one_line(error)}"
+    if waiting.pending and not problem:
+        waiting.append({"op": "end", "status": status, "error": error_text})
+        _forget_active(run_id)
+        journal.closed(run_id)
+        return waiting, ""
+    # Recording the end must not hide the error or hang for MLflow's minutes of retries when the
+    # store itself is what failed: a short try, and the original error is raised either way.
+    with store.fail_fast():
+        if error_text is not None:
+            try:
+                MlflowClient().set_tag(run_id, ERROR_TAG, error_text)
+            except Exception as tag_error:  # noqa: BLE001 - the original error matters more
+                problem = problem or f"the store could not record this: {one_line(tag_error)}"
+        try:
+            if _is_active(run_id):
+                mlflow.end_run(status)
+            else:
+                MlflowClient().set_terminated(run_id, status)
+        except Exception as end_error:  # noqa: BLE001
+            if journal.is_outage(end_error) and not problem:
+                waiting.append({"op": "end", "status": status, "error": error_text})
+                journal.closed(run_id)
+                return waiting, ""
+            problem = problem or f"the store could not record this: {one_line(end_error)}"
+    _forget_active(run_id)
+    journal.closed(run_id)
+    if not problem:
+        waiting.remove()
+    return None, problem
+
+
+def _is_active(run_id: str) -> bool:
+    active = mlflow.active_run()
+    return active is not None and active.info.run_id == run_id
+
+
+def _forget_active(run_id: str) -> None:
+    """Take the run off MLflow's stack of active runs without ending it (MLflow would end it
+    FINISHED when the process exits): popped by ``end_run``, whose write of RUNNING changes
+    nothing, or fails with the store away."""
+    if _is_active(run_id):
+        with store.fail_fast(), contextlib.suppress(Exception):
+            mlflow.end_run("RUNNING")
 
 
 def _start_run(**arguments):
@@ -125,18 +193,11 @@ def _end_badly(run_id: str, name: str, error: BaseException) -> BaseException:
     else:
         status, text = "FAILED", describe_error(error)
         what = f"failed: {text}"
-    problem = ""
-    # Recording the end must not hide the error or hang for MLflow's minutes of retries when the
-    # store itself is what failed: a short try, and the original error is raised either way.
-    with store.fail_fast():
-        try:
-            MlflowClient().set_tag(run_id, ERROR_TAG, text)
-        except Exception as tag_error:  # noqa: BLE001 - the original error matters more
-            problem = f" (the store could not record this: {one_line(tag_error)})"
-        try:
-            mlflow.end_run(status)
-        except Exception as end_error:  # noqa: BLE001
-            problem = problem or f" (the store could not record this: {one_line(end_error)})"
+    waiting, problem = _end(run_id, status, text)
+    if waiting is not None:
+        problem = f"; {_waiting_text(run_id, waiting)}"
+    elif problem:
+        problem = f" ({problem})"
     message = f"run {run_id} ({name}) {what}{problem}"
     if signum is not None:
         return RunStopped(message, run_id, signum)
@@ -163,7 +224,8 @@ class _Heartbeat:
     def __init__(self, run_id: str):
         self.run_id = run_id
         self._stopped = threading.Event()
-        self._beat()
+        with store.fail_fast():
+            self._beat()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id[:8]}",
                                         daemon=True)
         self._thread.start()
@@ -185,41 +247,9 @@ class _Heartbeat:
 
 def tag_active(tags: dict[str, str]) -> None:
     """Tag the run open in this thread (a trial's, when the search stops it early)."""
-    mlflow.set_tags(tags)
+    logged.log_batch(mlflow.active_run().info.run_id, tags=tags)
 
 
-def end_for(run_id: str, status: str, reason: str) -> None:
-    """End a run that its own process cannot end (the process died, or was stopped on another
-    process's behalf) as ``status``, with ``reason`` in ``fmtrain.error``."""
-    client = MlflowClient()
-    client.set_tag(run_id, ERROR_TAG, reason)
-    client.set_terminated(run_id, status)
-
-
-def end_stale(run_id: str, age: float) -> None:
-    """End a run whose process is gone: KILLED, with the reason in ``fmtrain.error``."""
-    end_for(run_id, "KILLED", f"process gone: no heartbeat for {age:.0f} s "
-                              "(killed, out of memory or power loss)")
-
-
-def end_stopped(run_id: str, signum: int) -> None:
-    """End a run as if ``signum`` had stopped it in its own process: KILLED (FAILED for Ctrl-C)."""
-    end_for(run_id, _status_for(signum), signal_description(signum))
-
-
-def end_stopped_children(parent_run_id: str, signum: int, known: set[str]) -> list[str]:
-    """After ``signum`` stopped a parallel sweep and its tasks were cancelled, end as that signal
-    says the children this attempt started (not in ``known``) that are still RUNNING (their
-    workers were killed) or that the cancel ended (it is a Ctrl-C to a worker).
-
-    Returns ``run ID (name)`` for each. A store that cannot be reached ends the list early.
-    """
-    cancelled = signal_description(signal.SIGINT)
-    ended: list[str] = []
-    with store.fail_fast(), contextlib.suppress(Exception):
-        for child in queries.child_states(parent_run_id):
-            if child.run_id not in known and (child.status == "RUNNING"
-                                              or child.tags.get(ERROR_TAG) == cancelled):
-                end_stopped(child.run_id, signum)
-                ended.append(f"run {child.run_id} ({child.name})")
-    return ended
+def status_for(signum: int) -> str:
+    """The status of a run that ``signum`` stopped: KILLED (FAILED for Ctrl-C)."""
+    return _status_for(signum)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -36,6 +37,9 @@ def open_store(experiment: str | None = None, *, select: bool = True,
     StoreError, in one line naming the store, when it cannot be created, written or reached.
     ``experiment_id`` selects an existing experiment by id (a resumed sweep's).
     """
+    # MLflow logs every database error with its traceback (70 lines) before raising it; the
+    # error itself reaches the person as one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     if uri.startswith("sqlite:"):
         _prepare_sqlite(uri)

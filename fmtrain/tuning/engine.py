@@ -36,11 +36,11 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from fmtrain.execution import engines, signals
+from fmtrain.execution import engines, raystart, signals
 from fmtrain.tuning.trainable import Trial
 from fmtrain.tuning.verdicts import Verdict
 
-# Import this module after engines.ray_environment(): Ray reads its variables when imported.
+# Import this module after raystart.ray_environment(): Ray reads its variables when imported.
 
 # ASHA's rungs: a trial must show its val_loss for GRACE_EPOCHS epochs before it can be stopped,
 # and at each rung (2, 6, 18 epochs) only the best third goes on.
@@ -72,7 +72,8 @@ class Verdicts:
         self.pruned[trial_id] = epoch
 
     def stop_all(self, verdict: Verdict) -> None:
-        self.all = self.all or verdict
+        if self.all is None or (verdict.kind == "signal" and self.all.kind != "signal"):
+            self.all = verdict  # a signal overrides the time budget's verdict
 
     def pending(self, trial_id: str) -> Verdict | None:
         """The verdict on ``trial_id``, if any: pruned, or the search's end (budget, signal)."""
@@ -140,15 +141,16 @@ class _StopAll(tune.Stopper):
         return False
 
     def stop_all(self):
-        """True on a signal: Tune stops the running trials at once. The time budget only posts its
-        verdict: no new trial starts, and the running ones end themselves at their next epoch."""
-        if self.reason is None and self.received:
+        """True on a signal, also once the budget is spent: Tune stops the running trials at once.
+        The time budget only posts its verdict: no new trial starts, and the running ones end
+        themselves at their next epoch."""
+        if self.received and (self.reason is None or self.reason.kind != "signal"):
             self.reason = Verdict("signal", signum=self.received[0])
         elif self.reason is None and self.budget and time.monotonic() - self.start > self.budget:
             self.reason = Verdict("budget")
         else:
             return self.reason is not None and self.reason.kind == "signal"
-        ray.get(self.verdicts.stop_all.remote(self.reason))
+        ray.get(self.verdicts.stop_all.remote(self.reason), timeout=30)
         return self.reason.kind == "signal"
 
 
@@ -195,7 +197,7 @@ def _last_line(text: str) -> str:
 def started(placement: engines.Placement, env: dict[str, str]):
     """Ray for the block (a local instance, or the cluster), with ``env`` and the thread limits in
     every worker; yields a temporary folder for Tune's own files, removed after."""
-    with engines.ray_session(placement, {**env, **engines.thread_environment(placement.threads)}), \
+    with raystart.ray_session(placement, {**env, **engines.thread_environment(placement.threads)}), \
             tempfile.TemporaryDirectory(prefix="fmtrain-tune-") as storage:
         yield storage
 
@@ -222,7 +224,7 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     received: list[int] = []
-    with signals.recorded(received):
+    with signals.recorded(received, escalate=True):
         verdicts = Verdicts.remote()
         searcher = ConcurrencyLimiter(
             _Search(verdicts, space=distributions, metric="val_loss", mode="min",

@@ -17,6 +17,8 @@ from fmtrain.errors import one_line
 from fmtrain.tracking import monitoring
 from fmtrain.tuning.verdicts import Gate
 
+CLEANUP_SECONDS = 20.0
+
 
 class Trial(tune.Trainable):
     """One trial: ``function(job, settings, shared, gate)`` in a thread, one epoch per step."""
@@ -64,8 +66,10 @@ class Trial(tune.Trainable):
 
     def cleanup(self):
         if self.thread.is_alive():
-            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id)))
-            self.thread.join()
+            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id), timeout=30))
+            # The thread stops at the end of its current step and ends its run; one that does
+            # not in time is left to the driver, which ends its run.
+            self.thread.join(timeout=CLEANUP_SECONDS)
 
 
 class TrialFailed(RuntimeError):

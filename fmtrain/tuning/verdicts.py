@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from fmtrain.errors import Stopped
 
+# The longest a trial waits for the search's word after an epoch; the search answers within a
+# second while it runs.
+GATE_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -37,7 +41,8 @@ class Gate:
         """In the training thread: report ``epoch`` (``last``: training ends after it anyway)
         and wait; None means train on."""
         self.results.put(("epoch", epoch, metrics, last))
-        self._go.acquire()
+        if not self._go.acquire(timeout=GATE_SECONDS):  # the search is gone: stop
+            return Verdict("aborted")
         return self.verdict
 
     def proceed(self) -> None:
@@ -57,6 +62,16 @@ def gate_callback(gate: Gate, on_stopped: Callable[[Verdict], None]):
     import keras
 
     class _AtGate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            # The search stopped on a signal while this epoch trained: stop at the end of the step.
+            if gate.verdict is not None and gate.verdict.kind in ("signal", "aborted"):
+                self.on_epoch_end_verdict(gate.verdict)
+
+        def on_epoch_end_verdict(self, verdict):
+            if verdict.kind == "signal":
+                raise Stopped(verdict.signum)
+            raise RuntimeError("the search stopped this trial after an error of its own")
+
         def on_epoch_end(self, epoch, logs=None):
             metrics = {key: float(value) for key, value in (logs or {}).items()}
             last = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", epoch + 2)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fmtrain.analysis import descriptions
+from fmtrain.execution import signals
 from fmtrain.learning import backend as keras_backend
 from fmtrain.learning import configs, data
 
@@ -17,6 +18,7 @@ class EvaluationOutcome:
     evaluation: object  # fmtrain.learning.scoring.Evaluation
     run_id: str
     test_size: int
+    warnings: list[str] = field(default_factory=list)  # follow-up steps that did not succeed
 
 
 def register(run_id: str, name: str, alias: str | None = None) -> str:
@@ -64,21 +66,32 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     from fmtrain.learning import scoring
     from fmtrain.tracking import datasets, logged, names, runs
 
-    model = registry.load_keras_model(resolved.uri)
+    # The version resolved once is the one loaded and recorded: an alias moved meanwhile
+    # changes neither.
+    model = registry.load_keras_model(resolved.pinned_uri)
     evaluation = scoring.evaluate(model, images, labels)
     name = f"evaluate {resolved.name}/v{resolved.version}" if resolved.name else "evaluate"
     params = {"model_uri": resolved.uri, "data_source": source,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
               "source_run_id": resolved.run_id or "none",
               "system_metrics": configs.format_value(system_metrics)}
-    with runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri},
-                          system_metrics=system_metrics) as run_id:
+    with signals.deferred(), runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri},
+                                              system_metrics=system_metrics) as run_id:
         datasets.log_data_inputs(source, [datasets.DataInput(datasets.TEST, images, labels)])
-        logged.log_evaluation(evaluation.metrics, tables.per_class_csv(evaluation.per_class),
-                               figures.evaluation_figures(evaluation, images, labels), model_id=resolved.model_id)
+        warnings = logged.log_evaluation(run_id, evaluation.metrics, tables.per_class_csv(evaluation.per_class),
+                                         figures.evaluation_figures(evaluation, images, labels),
+                                         model_id=resolved.model_id)
         version = f"{resolved.name} version {resolved.version}" if resolved.name else ""
         logged.describe_run(run_id, descriptions.evaluation_description(resolved.uri, evaluation.scores, version))
+    outcome = EvaluationOutcome(resolved, evaluation, run_id, len(labels), warnings)
     if resolved.version and resolved.run_id:  # the version's description gains its test scores
-        registry.describe_version(resolved.name, resolved.version,
-                                  _version_text(resolved.run_id, evaluation.scores, run_id))
-    return EvaluationOutcome(resolved, evaluation, run_id, len(labels))
+        try:
+            registry.describe_version(resolved.name, resolved.version,
+                                      _version_text(resolved.run_id, evaluation.scores, run_id))
+        except Exception as error:  # noqa: BLE001 - the evaluation is recorded; say what is not
+            from fmtrain.tracking import store
+
+            outcome.warnings.append(
+                f"the description of {resolved.name} version {resolved.version} was not updated "
+                f"with the test scores: {store.describe_store_error(error)}")
+    return outcome

@@ -2,17 +2,15 @@
 
 SIGKILL, a power cut or the out-of-memory killer leave no chance to end a run. Every open run
 refreshes its heartbeat tag while its process lives, so a RUNNING run whose heartbeat is old
-belongs to a process that is gone.
+belongs to a process that is gone; so does one whose process is proven gone (the same machine
+or container, and no process of its pid and start time). A run whose records wait in a journal
+on this host (the store was away) is not ended: `fmtrain sync` ends it.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
-
-from fmtrain.tracking.names import PROCESS_TAG
 
 # Four missed heartbeats (every 30 s): long enough that a live but busy process is never
 # mistaken for a dead one.
@@ -30,37 +28,39 @@ class StaleRun:
 
 def find_stale(states, stale_after: float, now: float | None = None) -> list[StaleRun]:
     """The RUNNING runs among ``states`` (queries.RunState) silent for more than ``stale_after``
-    seconds, or whose process, on this host, no longer exists."""
+    seconds, or whose process is proven gone."""
+    from fmtrain.tracking import abandoned
+
     now = time.time() if now is None else now
     return [StaleRun(s.run_id, s.name, now - s.last_sign_of_life) for s in states
             if s.status == "RUNNING"
-            and (now - s.last_sign_of_life > stale_after or _process_gone(s.tags.get(PROCESS_TAG)))]
-
-
-def _process_gone(where: str | None) -> bool:
-    """Whether ``host:pid`` names a process of this host that has ended."""
-    host, _, pid = (where or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+            and (now - s.last_sign_of_life > stale_after or abandoned.proven_gone(s.tags))]
 
 
 def reap(experiment: str | None = None, stale_after: float = DEFAULT_STALE_AFTER,
-         act: bool = False) -> list[StaleRun]:
-    """The stale runs of ``experiment`` (or of every experiment); with ``act``, end them KILLED."""
-    from fmtrain.tracking import queries, runs, store
+         act: bool = False) -> tuple[list[StaleRun], list[str]]:
+    """The stale runs of ``experiment`` (or of every experiment), with ``act`` ended KILLED, and
+    a line for each stale run left alone because its records wait in a journal."""
+    from fmtrain.tracking import abandoned, queries, store
 
     if stale_after < 0:
         raise ValueError(f"--stale-after must be 0 or more seconds, got {stale_after}")
     store.open_store(select=False)
-    stale = find_stale(queries.running_runs(experiment), stale_after)
+    stale, waiting = [], []
+    for run in find_stale(states := queries.running_runs(experiment), stale_after):
+        tags = next(s.tags for s in states if s.run_id == run.run_id)
+        folder = abandoned.unsynced_journal(run.run_id, tags)
+        if folder is not None:
+            waiting.append(f"{run.run_id}  {run.name}  its records wait in journal {folder}: "
+                           f"`fmtrain sync {run.run_id}` ends it, not reap")
+        else:
+            stale.append(run)
     if act:
         for run in stale:
-            runs.end_stale(run.run_id, run.age)
-    return stale
+            abandoned.end_left_open(run.run_id, "KILLED", stale_reason(run.age), run.name)
+    return stale, waiting
+
+
+def stale_reason(age: float) -> str:
+    """The ``fmtrain.error`` of a run ended because its process is gone."""
+    return f"process gone: no heartbeat for {age:.0f} s (killed, out of memory or power loss)"

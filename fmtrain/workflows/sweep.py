@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fmtrain.analysis import comparison, descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
-from fmtrain.execution import engines
+from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
 from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
@@ -104,7 +104,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
     started = descriptions.sweep_description(names, typed, "(The summary table comes when the sweep ends.)",
                                              None, seeds=seed_list)
-    with engines.start(placement, store.worker_environment()) as engine, \
+    with engines.start(placement, store.worker_environment()) as engine, signals.deferred(), \
             runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume, description=started,
                              system_metrics=typed.get("system_metrics", configs.DEFAULT.system_metrics)) \
             as parent_id:
@@ -114,6 +114,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
         failures = _run_children(engine, jobs, splits, echo)
+        signals.check()  # a signal during the last child: the parent ends as it says
         rows, figure = compare([parent_id])
         best = comparison.best_row(rows)
         log_comparison(parent_id, rows, figure)
@@ -150,7 +151,7 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
     first. When a signal stops a parallel sweep, its tasks are cancelled and the children they
     leave are ended as the signal says, and named in the RunStopped raised.
     """
-    from fmtrain.tracking import queries, runs
+    from fmtrain.tracking import queries
 
     failures: list[str] = []
 
@@ -180,12 +181,36 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
                 show(job, outcome.value if outcome.error is None
                      else sweep_jobs.record_lost(job, outcome.error, known))
     except Stopped as stop:
-        ended = runs.end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
+        ended = _end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
         if not ended:
             raise
         raise RunStopped(f"{', '.join(ended)} {signal_description(stop.signum)}", None,
                          stop.signum) from None
     return failures
+
+
+def _end_stopped_children(parent_run_id: str, signum: int, known: set[str]) -> list[str]:
+    """After ``signum`` stopped a parallel sweep and its tasks were cancelled, end as that signal
+    says the children this attempt started (not in ``known``) that are still RUNNING (their
+    workers were killed) or that the cancel ended (it is a Ctrl-C to a worker).
+
+    Returns ``run ID (name)`` for each. A store that cannot be reached ends the list early.
+    """
+    import signal
+
+    from fmtrain.tracking import abandoned, queries, runs
+
+    cancelled = signal_description(signal.SIGINT)
+    ended: list[str] = []
+    with contextlib.suppress(Exception):
+        for child in queries.child_states(parent_run_id):
+            if child.run_id in known:
+                continue
+            # A child the cancel ended (as a Ctrl-C) is told which signal it was.
+            if abandoned.end_left_open(child.run_id, runs.status_for(signum), signal_description(signum),
+                                       child.name, replacing=cancelled):
+                ended.append(f"run {child.run_id} ({child.name})")
+    return ended
 
 
 def _resumable(parent_id: str, requested, overrides, echo):
@@ -194,9 +219,9 @@ def _resumable(parent_id: str, requested, overrides, echo):
     KILLED first."""
     import os
 
+    from fmtrain.tracking import abandoned, queries
     from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries, runs
-    from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale
+    from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale, stale_reason
 
     if requested or overrides:
         raise ValueError("--resume takes the configurations and settings from the sweep's parent "
@@ -212,8 +237,12 @@ def _resumable(parent_id: str, requested, overrides, echo):
         raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
                          "it before resuming, or wait until it is stale")
     states = queries.child_states(parent_id)
+    for child in states:  # its records are not all in the store yet: sync them first
+        if child.status == "RUNNING" and (folder := abandoned.unsynced_journal(child.run_id, child.tags)):
+            raise ValueError(f"run {child.run_id} ({child.name}) has records waiting in journal {folder}; "
+                             f"run `fmtrain sync {child.run_id}` before resuming")
     for stale in find_stale(states, 0):
-        runs.end_stale(stale.run_id, stale.age)
+        abandoned.end_left_open(stale.run_id, "KILLED", stale_reason(stale.age), stale.name)
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
     kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
             for child in states if child.status == "FINISHED"}

@@ -87,8 +87,8 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
     """A child whose task ended without a result: its worker died (killed, out of memory) or it
     raised. Its run, if still RUNNING, ends KILLED (FAILED for an error) with the reason; a child
     that never got a run gets a FAILED one, so that the table shows it."""
+    from fmtrain.tracking import abandoned, queries, runs
     from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries, runs
 
     mine = [child for child in queries.child_states(job.parent_run_id)
             if child.run_id not in known and child.config == job.name
@@ -99,8 +99,8 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
                                                               tags.SEED_TAG: str(job.seed)})
     else:
         run_id = mine[-1].run_id
-        if mine[-1].status == "RUNNING":
-            runs.end_for(run_id, "KILLED" if isinstance(error, WorkerDied) else "FAILED", reason)
+        abandoned.end_left_open(run_id, "KILLED" if isinstance(error, WorkerDied) else "FAILED", reason,
+                                job.run_name)
     how = "killed" if isinstance(error, WorkerDied) else "failed"
     text = str(error) if isinstance(error, RunEnded) else f"run {run_id} ({job.run_name}) {how}: {reason}"
     return ChildResult(run_id, error=text)

@@ -63,21 +63,27 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
-    with runs.tracked_run(run_name or name, run_params(name, config, splits),
-                          parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
-                          description=descriptions.run_description(name, settings),
-                          system_metrics=config.system_metrics) as run_id:
+    # Once the run exists, a signal is acted on at safe points only: the end of a training step,
+    # between two store writes (signals.check()).
+    with signals.deferred(), \
+            runs.tracked_run(run_name or name, run_params(name, config, splits),
+                             parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {})},
+                             description=descriptions.run_description(name, settings),
+                             system_metrics=config.system_metrics) as run_id:
         datasets.log_data_inputs(splits.source, datasets.split_inputs(splits))
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
             result = training.train(config, splits, workdir, verbose=verbose,
-                                    callbacks=[logged.epoch_logger()], gates=gates,
-                                    stop_guard=signals.soft_stop)
+                                    callbacks=[logged.epoch_logger(run_id), signals.keras_safe_points()],
+                                    gates=gates, stop_guard=signals.soft_stop)
+            signals.check()
             # The model first: MLflow links it to the metrics its epoch already holds.
             model = logged.log_model(result.model, splits.x_val[:2], requirements,
                                      name=name, step=result.kept_epoch)
+            signals.check()
             curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
                        for metric in CURVES}
             logged.log_training(run_id, result, curves, model.model_id, tables.history_csv(result.history))
+            signals.check()
             logged.describe_run(run_id, descriptions.run_description(name, settings, result.scores))
     version = register_finished(run_id, register_as) if register_as else None
     return TrainOutcome(run_id, run_name or name, result, model.uri, version)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from fmtrain.analysis import tables
 from fmtrain.errors import RunStopped, Stopped, signal_description
-from fmtrain.execution import engines
+from fmtrain.execution import engines, raystart, signals
 from fmtrain.learning import backend, configs, data
 from fmtrain.tuning import space, trials
 from fmtrain.tuning.trials import TrialRow
@@ -135,7 +135,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     start = time.perf_counter()
     description = (f"Search of {trials_wanted} trials over {', '.join(names)} around the "
                    f"`{config_name}` configuration. (The trials table comes when it ends.)")
-    engines.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
+    raystart.ray_environment(local=placement.address is None)  # before tune_engine imports Ray
     try:
         from fmtrain.tuning import engine
     except ImportError as error:
@@ -144,7 +144,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
 
     # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
     # be reached is one line and no run.
-    with engine.started(placement, store.worker_environment()) as storage, \
+    with engine.started(placement, store.worker_environment()) as storage, signals.deferred(), \
             runs.tracked_run("tune", params, tags={tags.CONFIG_TAG: config_name},
                              description=description, system_metrics=base.system_metrics) as parent_id:
         job = TrialJob(base, config_name, parent_id, verbose)
@@ -165,9 +165,12 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
                 run_trial, job, splits, storage=storage, distributions=space.optuna_distributions(searched),
                 trials=trials_wanted, placement=placement, seed=base.seed,
                 max_epochs=base.epochs, time_budget=time_budget, echo=show)
-        except BaseException:  # whatever happened, no trial's run is left RUNNING
+        except BaseException as error:  # whatever happened, no trial's run is left RUNNING
+            stop, lost = (error.signum if isinstance(error, Stopped) else None), []
             with contextlib.suppress(Exception):  # the search's own error is the one to report
-                _end_lost_trials(parent_id, None, finished=False)
+                lost = _end_lost_trials(parent_id, stop, finished=False)
+            if stop is not None and lost:
+                raise RunStopped(f"{', '.join(lost)} {signal_description(stop)}", None, stop) from None
             raise
         lost = _end_lost_trials(parent_id, signum)
         if signum is not None and lost:
@@ -204,19 +207,17 @@ def _end_lost_trials(parent_id: str, signum: int | None, finished: bool = True) 
     """Trials whose run is still RUNNING once the search is over lost their worker (killed, out
     of memory, stopped by a signal, or by the search's own error): ended KILLED (FAILED for
     Ctrl-C, or after an error of the search), with the reason."""
-    from fmtrain.tracking import queries, runs
+    from fmtrain.tracking import abandoned, queries, runs
 
-    ended = []
-    for child in queries.child_states(parent_id):
-        if child.status == "RUNNING":
-            if signum is not None:
-                runs.end_stopped(child.run_id, signum)
-            elif not finished:
-                runs.end_for(child.run_id, "FAILED", "the search stopped with an error of its own")
-            else:
-                runs.end_for(child.run_id, "KILLED", "its Ray worker process died")
-            ended.append(f"run {child.run_id} ({child.name})")
-    return ended
+    if signum is not None:
+        status, reason = runs.status_for(signum), signal_description(signum)
+    elif not finished:
+        status, reason = "FAILED", "the search stopped with an error of its own"
+    else:
+        status, reason = "KILLED", "its Ray worker process died"
+    return [f"run {child.run_id} ({child.name})" for child in queries.child_states(parent_id)
+            if child.status == "RUNNING"
+            and abandoned.end_left_open(child.run_id, status, reason, child.name)]
 
 
 def trial_rows(parent_id: str, names: list[str]) -> list[TrialRow]:

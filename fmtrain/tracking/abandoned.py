@@ -1,0 +1,131 @@
+"""Runs that their own process cannot end: the one way to end them, who their process is, and
+the final check of what this process leaves behind.
+
+A run records which process opened it: host and pid, an identity of the machine or container
+(hostname, boot id and pid namespace) and the process's start time, so that ``reap`` can prove
+that process gone (pids are reused; containers share hostnames) instead of guessing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from fmtrain.tracking import journal, store
+from fmtrain.tracking.names import ERROR_TAG, HOST_TAG, JOURNAL_TAG, PROCESS_TAG, START_TAG
+
+_opened: list[tuple[str, str]] = []  # (run id, name) of the runs opened by this process
+_ended: list[tuple[str, str]] = []  # (run id, name) of runs ended here for another process
+
+
+def opened(run_id: str, name: str) -> None:
+    _opened.append((run_id, name))
+
+
+def forget() -> None:
+    """Start a new command's record of the runs it opens and ends."""
+    _opened.clear()
+    _ended.clear()
+
+
+def host_identity() -> str:
+    """This machine or container: hostname, boot id (or machine id) and pid namespace."""
+    boot = ""
+    for path in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        with contextlib.suppress(OSError):
+            boot = Path(path).read_text().strip()
+            break
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} boot={boot} {namespace}".strip()
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None when there is no such
+    process (or no /proc to ask)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that say which process opened a run, and where its journal would be."""
+    pid = os.getpid()
+    return {PROCESS_TAG: f"{socket.gethostname()}:{pid}", HOST_TAG: host_identity(),
+            START_TAG: process_start(pid) or "", JOURNAL_TAG: f"{socket.gethostname()}:{journal.root()}"}
+
+
+def proven_gone(tags: dict[str, str]) -> bool:
+    """Whether the process that opened a run (its tags) is known to have ended: recorded on this
+    very machine or container, and no process with its pid and start time exists. Without the
+    identity (a run of an older fmtrain) nothing is proven."""
+    host, _, pid = tags.get(PROCESS_TAG, "").rpartition(":")
+    if not pid.isdigit() or tags.get(HOST_TAG) != host_identity() or not tags.get(START_TAG):
+        return False
+    return process_start(int(pid)) != tags[START_TAG]
+
+
+def unsynced_journal(run_id: str, tags: dict[str, str]) -> Path | None:
+    """The folder of ``run_id``'s journal when records of it wait there (on this host)."""
+    host, _, folder = tags.get(JOURNAL_TAG, "").partition(":")
+    for place in ([Path(folder) / run_id] if host == socket.gethostname() and folder else []) + \
+            [journal.root() / run_id]:
+        if journal.Journal(run_id, place).pending:
+            return place
+    return None
+
+
+def end_left_open(run_id: str, status: str, reason: str, name: str = "",
+                  replacing: str | None = None) -> bool:
+    """End a run that its own process cannot end (gone, or stopped on this process's behalf) as
+    ``status``, with ``reason`` in ``fmtrain.error``: the one way to do so. A run that is no
+    longer RUNNING (its process ended it meanwhile) is left as it is, unless its error is
+    ``replacing`` (it ended for a reason that this one tells better). Returns whether it ended
+    it. Short retries: a store that is away raises at once."""
+    client = MlflowClient()
+    with store.fail_fast():
+        run = client.get_run(run_id)
+        if run.info.status != "RUNNING" and (replacing is None
+                                             or run.data.tags.get(ERROR_TAG) != replacing):
+            return False
+        client.set_tag(run_id, ERROR_TAG, reason)
+        client.set_terminated(run_id, status)
+    _ended.append((run_id, name))
+    return True
+
+
+def left_open() -> list[str]:
+    """The final check: each run this process opened or ended that the store still shows
+    RUNNING, as a line saying what will end it. Runs the store cannot be asked about count as
+    left open."""
+    lines, seen = [], set()
+    for run_id, name in _opened + _ended:
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        label = f"run {run_id}" + (f" ({name})" if name else "")
+        try:
+            with store.fail_fast():
+                run = MlflowClient().get_run(run_id)
+        except Exception:  # noqa: BLE001 - unknown is reported as not ended
+            waiting = journal.Journal(run_id)
+            if waiting.pending:
+                lines.append(f"{label} waits in journal {waiting.folder}: `fmtrain sync {run_id}` will end it")
+            else:
+                lines.append(f"{label} could not be checked: the store did not answer")
+            continue
+        if run.info.status == "RUNNING":
+            folder = unsynced_journal(run_id, dict(run.data.tags))
+            if folder is not None:
+                lines.append(f"{label} waits in journal {folder}: `fmtrain sync {run_id}` will end it")
+            else:
+                lines.append(f"{label} could not be ended: `fmtrain reap --yes` will end it")
+    return lines

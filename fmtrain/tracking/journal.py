@@ -1,0 +1,226 @@
+"""A run's local journal: what the store did not take during an outage, replayed in order later.
+
+Every write of an open run's records (params, tags, metrics, artifacts, the model, its end) goes
+through ``write``. When the store cannot be reached (a tracking server down or not answering),
+the record goes to the run's journal instead, ``fmtrain-journal/RUN_ID/`` in the working
+directory (``$FMTRAIN_JOURNAL_DIR`` when set), and training goes on. At the next write after
+PROBE_SECONDS, and when the run ends, the journal is replayed in order, with the original steps
+and timestamps; the run ends only once it is. A journal that the process could not replay before
+it left stays on disk for ``fmtrain sync``; the run stays RUNNING in the store meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from fmtrain.tracking import store
+
+PROBE_SECONDS = float(os.environ.get("FMTRAIN_STORE_PROBE_SECONDS", "5"))
+# How long a run that ends during an outage waits for the store before it leaves its journal.
+END_WAIT_SECONDS = float(os.environ.get("FMTRAIN_STORE_WAIT_SECONDS", "60"))
+JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
+_OUTAGE_WORDS = ("Max retries exceeded", "Connection refused", "Failed to establish", "timed out",
+                 "RemoteDisconnected", "Connection aborted", "Connection reset", "502", "503", "504",
+                 "Bad Gateway", "Service Unavailable", "Gateway Time")
+
+
+def root() -> Path:
+    """The folder holding every run's journal."""
+    return Path(os.environ.get("FMTRAIN_JOURNAL_DIR") or "fmtrain-journal").resolve()
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` means a tracking server that cannot be reached now (not a refusal)."""
+    text = str(getattr(error, "message", "") or error)
+    return store.is_server() and any(word in text for word in _OUTAGE_WORDS)
+
+
+class Journal:
+    """The records of one run that wait for the store, in order, in ``folder``."""
+
+    def __init__(self, run_id: str, folder: Path | None = None):
+        self.run_id, self.folder = run_id, folder or root() / run_id
+        self.model_id: str | None = None  # the model this journal's replay logged
+        self._last_try = 0.0
+
+    @property
+    def lines(self) -> Path:
+        return self.folder / "journal.jsonl"
+
+    @property
+    def pending(self) -> bool:
+        return self.lines.exists() and self._done() < len(self._entries())
+
+    def _entries(self) -> list[dict]:
+        if not self.lines.exists():
+            return []
+        return [json.loads(line) for line in self.lines.read_text().splitlines() if line.strip()]
+
+    def count(self) -> int:
+        """How many records wait."""
+        return len(self._entries()) - self._done()
+
+    def _done(self) -> int:
+        marker = self.folder / "replayed"
+        return int(marker.read_text()) if marker.exists() else 0
+
+    def _mark(self, count: int) -> None:
+        marker = self.folder / "replayed"
+        marker.with_suffix(".tmp").write_text(str(count))
+        marker.with_suffix(".tmp").replace(marker)
+
+    def append(self, entry: dict) -> None:
+        (self.folder / "files").mkdir(parents=True, exist_ok=True)
+        about = self.folder / "about.json"
+        if not about.exists():
+            about.write_text(json.dumps({"run_id": self.run_id, "tracking_uri": store.tracking_uri(),
+                                         "since": time.time()}))
+        with open(self.lines, "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def keep_file(self, path: str | Path, name: str | None = None) -> str:
+        """A copy of ``path`` in the journal; returns its path relative to the folder."""
+        files = self.folder / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        place = files / f"{len(list(files.iterdir())):04d}"  # the artifact keeps its own name
+        place.mkdir()
+        kept = place / (name or Path(path).name)
+        shutil.copyfile(path, kept)
+        return str(kept.relative_to(self.folder))
+
+    def replay(self) -> bool:
+        """Replay what waits, in order; True when nothing is left. An outage stops it early (the
+        rest waits); any other refusal of the store is raised."""
+        self._last_try = time.monotonic()
+        entries, done = self._entries(), self._done()
+        with store.fail_fast():
+            for index in range(done, len(entries)):
+                try:
+                    apply(self.run_id, entries[index], self)
+                except Exception as error:
+                    if is_outage(error):
+                        return False
+                    raise
+                self._mark(index + 1)
+        return True
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_try >= PROBE_SECONDS
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_open: dict[str, Journal] = {}
+
+
+def opened(run_id: str) -> Journal:
+    """Start journaling ``run_id``'s writes in this process (its run was just opened)."""
+    _open[run_id] = Journal(run_id)
+    return _open[run_id]
+
+
+def opened_journal(run_id: str) -> Journal:
+    """The journal of ``run_id``, open in this process (or on disk)."""
+    return _open.get(run_id) or Journal(run_id)
+
+
+def closed(run_id: str) -> None:
+    _open.pop(run_id, None)
+
+
+def write(run_id: str, entry: dict, files: dict[str, Path] | None = None) -> None:
+    """Write ``entry`` (see ``apply``) for ``run_id``: to the store, or, when the store cannot be
+    reached or records wait already, to the run's journal (``files``: local files the entry
+    names, by key, copied into the journal)."""
+    journal = _open.get(run_id)
+    if journal is not None and journal.pending and not (journal.due() and journal.replay()):
+        _keep(journal, entry, files)
+        return
+    try:
+        with store.fail_fast():
+            apply(run_id, {**entry, **{key: str(path) for key, path in (files or {}).items()}}, journal)
+    except Exception as error:
+        if journal is None or not is_outage(error):
+            raise
+        journal._last_try = time.monotonic()
+        _keep(journal, entry, files)
+
+
+def _keep(journal: Journal, entry: dict, files: dict[str, Path] | None) -> None:
+    kept = {key: journal.keep_file(path) for key, path in (files or {}).items()}
+    journal.append({**entry, **kept, "in_journal": sorted(kept)})
+
+
+def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
+    """Carry out one record on the store: ``batch`` (metrics as [key, value, ms, step, model],
+    params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``) or
+    ``end`` (``status`` and ``error``)."""
+    client = MlflowClient()
+    here = journal.folder if journal is not None else Path(".")
+    local = {key: str(here / entry[key]) for key in entry.get("in_journal", [])}
+    entry = {**entry, **local}
+    kind = entry["op"]
+    if kind == "batch":
+        def model(ref):
+            return journal.model_id if ref == JOURNAL_MODEL and journal is not None else ref
+
+        client.log_batch(run_id, metrics=[Metric(k, v, ms, step, model_id=model(ref))
+                                          for k, v, ms, step, ref in entry.get("metrics", [])],
+                         params=[Param(k, v) for k, v in entry.get("params", [])],
+                         tags=[RunTag(k, v) for k, v in entry.get("tags", [])])
+    elif kind == "artifact":
+        client.log_artifact(run_id, entry["file"], entry.get("path"))
+    elif kind == "model":
+        model_id = _log_keras_model(run_id, entry)
+        if journal is not None:
+            journal.model_id = model_id
+    elif kind == "end":
+        if entry.get("error"):
+            client.set_tag(run_id, "fmtrain.error", entry["error"])
+        client.set_terminated(run_id, entry["status"])
+    else:
+        raise ValueError(f"unknown journal entry {kind!r}")
+
+
+def _log_keras_model(run_id: str, entry: dict) -> str:
+    import keras
+    import numpy as np
+
+    from fmtrain.tracking import serving
+
+    model = keras.saving.load_model(entry["file"])
+    example = np.load(entry["example"])
+    active = mlflow.active_run()
+    started = active is None or active.info.run_id != run_id
+    if started:
+        mlflow.start_run(run_id=run_id)
+    try:
+        info = serving.log_classifier(model, example, entry["requirements"], name=entry["name"],
+                                      step=entry["step"])
+    finally:
+        if started:
+            mlflow.end_run("RUNNING")  # the run's end is the journal's own last entry
+    return info.model_id
+
+
+def pending_runs() -> list[Journal]:
+    """The journals in ``root()`` that hold records the store has not taken."""
+    folder = root()
+    found = [Journal(path.name, path) for path in sorted(folder.iterdir())] if folder.is_dir() else []
+    return [journal for journal in found if journal.pending]
+
+
+def since(journal: Journal) -> float | None:
+    about = journal.folder / "about.json"
+    return json.loads(about.read_text()).get("since") if about.exists() else None
