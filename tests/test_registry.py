@@ -118,8 +118,10 @@ def test_registered_model_is_served_over_http(two_versions, store, real_data_dir
         images, labels, _ = data.load_test(real_data_dir)
         status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": images[:5].tolist()})
         assert status == 200
-        served = np.array(answer["predictions"])
+        # Each image's answer names its class beside the ten probabilities (tests/test_serving.py).
+        served = np.array([prediction["probabilities"] for prediction in answer["predictions"]])
         assert served.shape == (5, 10)
+        assert [p["class_index"] for p in answer["predictions"]] == served.argmax(axis=1).tolist()
         _, second = two_versions
         local = keras.models.load_model(MlflowClient().download_artifacts(
             second.info.run_id, "model-whole.keras", str(tmp_path))).predict(images[:5], verbose=0)
