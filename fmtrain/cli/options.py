@@ -84,7 +84,7 @@ def engine_options(command):
                      metavar="N",
                      help="children trained at once, each in a Ray worker process of its own; 1 = one "
                           "after another in this process [default: 2 with Ray installed "
-                          "(pip install 'fmtrain[ray]'), else 1]"),
+                          "(pip install '.[ray]' in fmtrain's checkout), else 1]"),
         ray_address_option("train the children"),
     ]):
         command = decorator(command)

@@ -7,7 +7,7 @@ makes a training run) and the environment its workers need.
 ``--workers 1`` calls the function in this process, job after job, as a sequential sweep always
 has. More workers run the jobs as Ray tasks, at most that many at once, each in a worker process
 of its own: on a local Ray instance started for the sweep, or on the Ray cluster at
-``--ray-address`` (or ``$RAY_ADDRESS``). Ray is an optional extra: ``pip install 'fmtrain[ray]'``.
+``--ray-address`` (or ``$RAY_ADDRESS``). Ray is an optional extra: ``pip install '.[ray]' in fmtrain's checkout``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fmtrain.errors import Stopped, WorkerDied, one_line
 from fmtrain.execution import raystart, signals
 
-# Measured on this project's 2-core machine (README, Benchmark): two workers of one thread each
+# Measured on a 2-core machine (docs/benchmark.md): two workers of one thread each
 # train the chapter's sweep sooner than one process of two threads, with the same losses.
 DEFAULT_WORKERS = 2
 # How long cancelled tasks have to end their runs themselves before their workers are killed.
@@ -91,7 +91,7 @@ def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
                         ray_address or (os.environ.get("RAY_ADDRESS") if wanted > 1 else None))
     if not placement.in_process and not ray_installed():
         raise ValueError(f"--workers {wanted} trains the children in Ray workers, and Ray is not "
-                         "installed; install it with `pip install 'fmtrain[ray]'`, or use --workers 1")
+                         "installed; install it with `pip install '.[ray]' in fmtrain's checkout`, or use --workers 1")
     return placement
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
                                        "epoch, drawn from seed and epoch, the same on every backend) or "
                                        "keras (fit's own shuffle=True, for comparison)")
     backend: str = _knob(DEFAULT_BACKEND, "Keras backend: tensorflow (the chapter's) or jax "
-                                          "(faster on a CPU; pip install 'fmtrain[jax]')")
+                                          "(faster on a CPU; pip install '.[jax]' in fmtrain's checkout)")
     # MLflow's default interval is 10 s; 2 s gives a short run a curve, at a cost within the
     # noise of a full-data run (docs/serving.md measures it).
     system_metrics: float = _knob(2.0, "seconds between samples of the machine's CPU, memory, disk, "

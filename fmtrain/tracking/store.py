@@ -193,7 +193,7 @@ def check_cluster_store(ray_address: str | None) -> None:
     if ray_address and not is_server():
         raise ValueError(f"a Ray cluster needs an http(s):// tracking URI that its nodes can reach, not "
                          f"{tracking_uri()}; set MLFLOW_TRACKING_URI to a tracking server "
-                         "(README: Team setup)")
+                         "(docs/team.md)")
 
 
 def worker_environment() -> dict[str, str]:

@@ -118,7 +118,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
     space.check_against(searched, base)
     if not engines.ray_installed() or importlib.util.find_spec("optuna") is None:
         raise ValueError("fmtrain tune runs its trials on Ray Tune with Optuna, which are not "
-                         "installed; install them with `pip install 'fmtrain[ray]'`")
+                         "installed; install them with `pip install '.[ray]' in fmtrain's checkout`")
     placement = engines.plan_on_ray(max_concurrent, ray_address, trials_wanted)
     store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, base.limit)
@@ -140,7 +140,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
         from fmtrain.tuning import engine
     except ImportError as error:
         raise ValueError(f"Ray Tune cannot be imported ({error}); install it with "
-                         "`pip install 'fmtrain[ray]'`") from None
+                         "`pip install '.[ray]' in fmtrain's checkout`") from None
 
     # Ray starts (or the cluster is joined) before the parent run exists: a cluster that cannot
     # be reached is one line and no run.
