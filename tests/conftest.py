@@ -269,3 +269,35 @@ def model_server(registered_model):
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
+
+
+def restartable_server(tmp_path: Path, stop_signal: int):
+    """A real `mlflow server` on loopback with proxied artifacts, for a fixture to yield from:
+    yields (its URI, start, stop); ``stop`` sends ``stop_signal`` to its process group and
+    ``start`` starts it again on the same database and port."""
+    import signal
+    import subprocess
+
+    port, folder = free_port(), tmp_path / "server"
+    folder.mkdir()
+    argv = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+            "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1"]
+    servers = []
+
+    def start():
+        server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        servers.append(server)
+        wait_for_http(f"http://127.0.0.1:{port}/health", server)
+
+    def stop():
+        os.killpg(servers[-1].pid, stop_signal)
+        servers[-1].wait(timeout=60)
+
+    start()
+    yield f"http://127.0.0.1:{port}", start, stop
+    for server in servers:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)

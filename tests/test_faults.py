@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, all_runs, free_port, make_dataset, wait_for_http
+from conftest import PROJECT, Process, all_runs, free_port, make_dataset, restartable_server
 
 
 def env_for(store, **extra):
@@ -158,30 +158,8 @@ def test_a_sweep_killed_mid_way_resumes_into_the_same_comparison(store, tmp_path
 
 @pytest.fixture
 def tracking_server(tmp_path):
-    """A real `mlflow server` on loopback with proxied artifacts; restartable on the same port."""
-    port, folder = free_port(), tmp_path / "server"
-    folder.mkdir()
-    argv = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/server.db",
-            "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1"]
-    servers = []
-
-    def start():
-        server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        servers.append(server)
-        wait_for_http(f"http://127.0.0.1:{port}/health", server)
-
-    def stop():
-        os.killpg(servers[-1].pid, signal.SIGTERM)
-        servers[-1].wait(timeout=60)
-
-    start()
-    yield f"http://127.0.0.1:{port}", start, stop
-    for server in servers:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    """A real `mlflow server`, stopped (SIGTERM) and started again."""
+    yield from restartable_server(tmp_path, signal.SIGTERM)
 
 
 def test_a_tracking_server_restarted_during_training_is_ridden_out(tracking_server, tmp_path, real_data_dir):

@@ -15,7 +15,15 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import Process, all_runs, free_port, processes_mentioning, ray_env, wait_for_http
+from conftest import (
+    Process,
+    all_runs,
+    free_port,
+    processes_mentioning,
+    ray_env,
+    restartable_server,
+    wait_for_http,
+)
 
 
 def env_for(store, **extra):
@@ -82,31 +90,8 @@ def test_a_second_sigterm_during_a_store_write_still_ends_the_run_killed(write, 
 
 @pytest.fixture
 def tracking_server(tmp_path):
-    """A real `mlflow server` with proxied artifacts; stopped and started again (same database,
-    same port) as a test says."""
-    port, folder = free_port(), tmp_path / "server"
-    folder.mkdir()
-    argv = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/server.db",
-            "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1"]
-    servers = []
-
-    def start():
-        server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        servers.append(server)
-        wait_for_http(f"http://127.0.0.1:{port}/health", server)
-
-    def stop():
-        os.killpg(servers[-1].pid, signal.SIGKILL)  # gone at once, as a crashed server is
-        servers[-1].wait(timeout=60)
-
-    start()
-    yield f"http://127.0.0.1:{port}", start, stop
-    for server in servers:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=60)
+    """A real `mlflow server`, killed at once (SIGKILL, as a crashed server is) and started again."""
+    yield from restartable_server(tmp_path, signal.SIGKILL)
 
 
 # MLflow's retries shortened far below the outages below, as a user may set them.
