@@ -45,7 +45,7 @@ def test_without_ray_the_default_is_one_worker_and_more_are_refused(cores, monke
     monkeypatch.setattr(engines, "ray_installed", lambda: False)
     assert engines.plan(None, None, jobs=8).in_process
     with pytest.raises(ValueError, match=r"--workers 2 trains the children in Ray workers, and Ray is "
-                                         r"not installed; install it with `pip install 'fmtrain\[ray\]'`"):
+                                         r"not installed; install it with `pip install '\.\[ray\]' in fmtrain's checkout`"):
         engines.plan(2, None, jobs=8)
 
 

@@ -37,16 +37,29 @@ def _handle(signum, frame):
 @contextlib.contextmanager
 def signals_handled():
     """Handle SIGINT, SIGTERM and SIGHUP as stop requests for the block (main thread only)."""
+    main = threading.current_thread() is threading.main_thread()
+    try:
+        with _handled_by(_handle):
+            yield
+    finally:
+        if main:
+            _requested.clear()
+
+
+@contextlib.contextmanager
+def _handled_by(handler):
+    """SIGINT, SIGTERM and SIGHUP go to ``handler`` within the block, and back to their previous
+    handlers after it; in a thread other than the main one (which cannot set handlers), nothing
+    changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _handle) for signum in SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        _requested.clear()
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
 
 
 @contextlib.contextmanager
@@ -127,18 +140,10 @@ def recorded(received: list[int], escalate: bool = False):
     raised by a signal handler would leave in a broken state (main thread only). With
     ``escalate``, a second signal raises Stopped for the first: a person who asks twice wants
     the wait over, whatever state it leaves the library in."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def record(signum, frame):
         received.append(signum)
         if escalate and len(received) > 1:
             raise Stopped(received[0])
 
-    previous = {signum: signal.signal(signum, record) for signum in SIGNALS}
-    try:
+    with _handled_by(record):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
