@@ -301,3 +301,19 @@ def restartable_server(tmp_path: Path, stop_signal: int):
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=60)
+
+
+def post_json(url: str, payload, timeout: float = 300) -> tuple[int, dict]:
+    """POST ``payload`` (JSON text, or a value to dump) to ``url``; the HTTP status and the
+    answer's JSON, for an error status too."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

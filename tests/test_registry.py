@@ -1,6 +1,5 @@
 """Register, reload in a fresh process, evaluate on the test set, and serve over HTTP."""
 
-import json
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from fmtrain.cli.app import main
 from fmtrain.learning import data
 
-from conftest import PROJECT, all_runs
+from conftest import PROJECT, all_runs, post_json
 
 
 @pytest.fixture
@@ -88,16 +87,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _post(url, payload):
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_registered_model_is_served_over_http(two_versions, store, real_data_dir, tmp_path):
     port = _free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=store)
@@ -116,7 +105,7 @@ def test_registered_model_is_served_over_http(two_versions, store, real_data_dir
                 assert time.monotonic() < deadline, "the model server did not start in 180 s"
                 time.sleep(1)
         images, labels, _ = data.load_test(real_data_dir)
-        status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": images[:5].tolist()})
+        status, answer = post_json(f"http://127.0.0.1:{port}/invocations", {"inputs": images[:5].tolist()})
         assert status == 200
         # Each image's answer names its class beside the ten probabilities (tests/test_serving.py).
         served = np.array([prediction["probabilities"] for prediction in answer["predictions"]])
@@ -126,7 +115,7 @@ def test_registered_model_is_served_over_http(two_versions, store, real_data_dir
         local = keras.models.load_model(MlflowClient().download_artifacts(
             second.info.run_id, "model-whole.keras", str(tmp_path))).predict(images[:5], verbose=0)
         np.testing.assert_allclose(served, local, rtol=1e-5, atol=1e-6)
-        status, answer = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": images[:2, :27].tolist()})
+        status, answer = post_json(f"http://127.0.0.1:{port}/invocations", {"inputs": images[:2, :27].tolist()})
         assert status == 400 and "shape" in answer["message"].lower()
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -3,11 +3,8 @@ API and `fmtrain predict` on picture files, and its input checked before it answ
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 
 import mlflow
 import numpy as np
@@ -16,19 +13,9 @@ from PIL import Image
 
 from fmtrain.learning import data, images
 
+from conftest import post_json
+
 EXPECTED = "expected 28x28 grayscale images"
-
-
-def post(url: str, payload) -> tuple[int, dict]:
-    """POST ``payload`` (already JSON text, or a value to dump) to the server's /invocations."""
-    body = payload if isinstance(payload, str) else json.dumps(payload)
-    request = urllib.request.Request(f"{url}/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +27,9 @@ def test_images(real_data_dir):
 def test_floats_and_0_255_integers_get_the_same_class_names_with_index_and_probabilities(
         model_server, test_images):
     pixels = test_images[0][:20]
-    status, integers = post(model_server, {"inputs": pixels.tolist()})
+    status, integers = post_json(f"{model_server}/invocations", {"inputs": pixels.tolist()})
     assert status == 200, integers
-    status, floats = post(model_server, {"inputs": (pixels / 255.0).tolist()})
+    status, floats = post_json(f"{model_server}/invocations", {"inputs": (pixels / 255.0).tolist()})
     assert status == 200, floats
     names = [answer["class_name"] for answer in integers["predictions"]]
     assert names == [answer["class_name"] for answer in floats["predictions"]]
@@ -79,7 +66,7 @@ def _with(value) -> list:
 ], ids=["nan", "valid", "inf", "minus-inf", "minus-1", "256", "float-1.5", "shape-14x14", "flat-784", "ragged",
         "string", "strings"])
 def test_a_bad_input_gets_http_400_with_one_short_line_naming_the_expected_input(model_server, payload, problem):
-    status, answer = post(model_server, payload)
+    status, answer = post_json(f"{model_server}/invocations", payload)
     if problem is None:
         assert status == 200 and len(answer["predictions"]) == 1
         return
@@ -90,7 +77,7 @@ def test_a_bad_input_gets_http_400_with_one_short_line_naming_the_expected_input
 
 
 def test_a_thousand_images_in_one_request(model_server, test_images):
-    status, answer = post(model_server, {"inputs": test_images[0][:1000].tolist()})
+    status, answer = post_json(f"{model_server}/invocations", {"inputs": test_images[0][:1000].tolist()})
     assert status == 200 and len(answer["predictions"]) == 1000
 
 

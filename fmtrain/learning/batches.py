@@ -37,12 +37,6 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng((seed, epoch)).permutation(size)
 
 
-def epoch_batches(seed: int, epoch: int, size: int, batch_size: int) -> list[np.ndarray]:
-    """The indices of each batch of epoch ``epoch``, in order; the last one may be short."""
-    order = epoch_order(seed, epoch, size)
-    return [order[start:start + batch_size] for start in range(0, size, batch_size)]
-
-
 class EpochBatches(keras.utils.PyDataset):
     """The training batches of one epoch, in ``epoch_order(seed, epoch)``, as (scaled images,
     labels). ``epoch`` is set before each epoch by ``EpochFollower``, from Keras's own epoch

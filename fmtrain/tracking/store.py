@@ -215,9 +215,3 @@ def worker_environment() -> dict[str, str]:
     # page would be most of them. The sweep's own lines name every run.
     env.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return env
-
-
-def is_local_store() -> bool:
-    """Whether the store is a file on this machine (sqlite or a folder), not a server."""
-    return urlparse(tracking_uri()).scheme in ("", "file", "sqlite")
-
