@@ -19,23 +19,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def _keep_this_worker_to_its_cores() -> None:
-    """Each pytest-xdist worker (and every process it starts) keeps to cores of its own: XLA's
-    and TensorFlow's idle threads spin on every core they may use, and two workers training at
-    once on shared cores each run about three times slower (docs/benchmark.md).
-    FMTRAIN_TEST_PIN=0 shares the cores."""
-    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not worker or os.environ.get("FMTRAIN_TEST_PIN") == "0" or not 1 < count <= len(cores):
-        return
-    share = len(cores) // count
-    index = int(worker.removeprefix("gw"))
-    os.sched_setaffinity(0, cores[index * share:(index + 1) * share])
-
-
-_keep_this_worker_to_its_cores()
-
-
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
     """Write ``array`` (uint8) as an IDX file, the format of the four Fashion-MNIST files."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
