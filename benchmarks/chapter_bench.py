@@ -70,6 +70,9 @@ def chapter(args, env) -> None:
     print("| measure | value |\n|---|---|")
     print(f"| wall time, report included | {wall:.0f} s |")
     print(f"| runs per minute | {len(children) * 60 / wall:.1f} |")
+    fitted = [c for c in children if "fmtrain.epochs_from" not in c.data.tags]
+    print(f"| fits (runs whose epochs fit() computed; the others replay a leader's) | {len(fitted)} of "
+          f"{len(children)}, {sum(int(c.data.metrics.get('epochs_run', 0)) for c in fitted)} epochs |")
     print(f"| time in fit(), all runs | {sum(fits):.0f} s ({sum(fits) / busy:.0%} of the runs' time) |")
     print(f"| time outside fit(), all runs | {busy - sum(fits):.0f} s, {(busy - sum(fits)) / len(children):.1f} s per run |")
     print(f"| workers' idle time | {idle:.0f} worker-s of {workers * wall:.0f} ({idle / (workers * wall):.0%}): "

@@ -86,6 +86,7 @@ class ChapterReport:
 def build(parent_run_id: str) -> ChapterReport:
     """Read a sweep's finished children from the store and compute the report."""
     from fmtrain.tracking import queries
+    from fmtrain.tracking.names import SWEEP_TAG
 
     parent = queries.run_state(parent_run_id)
     children = [c for c in queries.child_records(parent_run_id) if c.status == "FINISHED"]
@@ -99,7 +100,11 @@ def build(parent_run_id: str) -> ChapterReport:
         if record.run_id in tests:
             record.metrics["test_accuracy"] = tests[record.run_id]
         by_config[record.name][int(record.params.get("seed", 0))] = record
-    return compute(parent_run_id, by_config, settings=parent.shared_settings)
+    # The sweep's order (the chapter's), whichever child started first.
+    order = parent.tags.get(SWEEP_TAG, "").split(",")
+    rank = {name: order.index(name) if name in order else len(order) for name in by_config}
+    return compute(parent_run_id, dict(sorted(by_config.items(), key=lambda item: rank[item[0]])),
+                   settings=parent.shared_settings)
 
 
 def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
