@@ -21,6 +21,7 @@ from fmtrain.learning import batches
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
+from fmtrain.learning.resume import Resumption
 from fmtrain.learning.scores import Scores
 
 WHOLE_MODEL_FILE = "model-whole.keras"
@@ -64,7 +65,7 @@ class _EpochTimer(keras.callbacks.Callback):
 def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
           callbacks: list | None = None, gates: list | None = None,
           stop_guard: Callable[[Callable[[], None]], contextlib.AbstractContextManager] | None = None,
-          ) -> TrainResult:
+          resumption: Resumption | None = None) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
     Args:
@@ -77,6 +78,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
             that their waiting is not counted in the epoch's seconds.
         stop_guard: given a function that stops fit() after the current step, a context manager
             that guards fit() (the command line's signal handling); none by default.
+        resumption: save a resumable state at each epoch's end and, holding one, continue from it
+            (``learning.resume``); none by default.
 
     Returns:
         A TrainResult whose metrics include final_val_loss/accuracy of the model kept and the
@@ -88,8 +91,12 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     timer = _EpochTimer()
     # The timer goes last, so that each epoch's seconds include every callback's work.
     data = batches.feed(splits, config.batch_size, config.seed, config.batch_order)
-    callbacks = (data.callbacks + build_callbacks(config, str(workdir / CHECKPOINT_FILE))
-                 + list(callbacks or []) + [timer] + list(gates or []))
+    chapter = build_callbacks(config, str(workdir / CHECKPOINT_FILE))
+    first_epoch, epochs = 0, config.epochs
+    if resumption is not None:
+        first_epoch, epochs = resumption.restore(model, chapter, workdir), resumption.epochs(epochs)
+        chapter += resumption.callbacks(chapter)  # after the chapter's, before the logger
+    callbacks = data.callbacks + chapter + list(callbacks or []) + [timer] + list(gates or [])
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
     validation = (dict(validation_data=data.validation, **data.validation_options)
@@ -98,12 +105,15 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     guard = stop_guard or (lambda stop: contextlib.nullcontext())
     stop_after_the_step = guard(lambda: setattr(model, "stop_training", True))
     with _known_keras_warnings_ignored(), stop_after_the_step:
-        history = model.fit(**data.train, epochs=config.epochs, callbacks=callbacks,
-                            verbose=verbose, **validation)
+        history = model.fit(**data.train, epochs=epochs, initial_epoch=first_epoch,
+                            callbacks=callbacks, verbose=verbose, **validation)
     fit_seconds = time.perf_counter() - start
     _check_finite(history.history)
 
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
+    seconds = timer.seconds
+    if resumption is not None:
+        curves, seconds = resumption.whole(curves, seconds)
     watched = curves["val_loss" if config.validation else "loss"]
     best_epoch = int(np.argmin(watched))
     # EarlyStopping(restore_best_weights=True) puts the best epoch's weights back when training
@@ -112,7 +122,7 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     result = TrainResult(model=model, history=curves, stopped_epoch=len(watched) - 1,
                          best_epoch=best_epoch, early_stopped=len(watched) < config.epochs,
                          kept_epoch=kept_epoch, fit_seconds=fit_seconds,
-                         epoch_seconds=timer.seconds)
+                         epoch_seconds=seconds)
     with _known_keras_warnings_ignored():
         result.metrics.update(_final_metrics(result, data))
         result.files = save_and_check(model, config, data, splits.y_val, workdir, result.metrics)

@@ -51,6 +51,15 @@ START_TAG = "fmtrain.process.start"
 # Where the run's journal is kept while the store is away (host:folder), for `fmtrain sync`.
 JOURNAL_TAG = "fmtrain.journal"
 
+# The run's resumable state, replaced at each epoch's end (tracking.states), under this artifact
+# path; each resume of the run, as a JSON list of {at, why, from_epoch}; the model name a run
+# registers its model as when it finishes (a resumed run registers it too).
+RESUME_DIR = "resume"
+RESUMES_TAG = "fmtrain.resumes"
+REGISTER_TAG = "fmtrain.register_as"
+# MLflow's tag on a dataset input that says which split it is (training, validation, test).
+DATA_CONTEXT_TAG = "mlflow.data.context"
+
 # A sweep parent's params that say how it ran, not how each child trains: every other param of
 # the parent is a setting its children share.
 SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address")
