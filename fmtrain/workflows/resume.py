@@ -39,10 +39,11 @@ class ResumePlan:
 
 
 def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
-         config_name: str | None = None) -> ResumePlan:
+         config_name: str | None = None, splits: data.Splits | None = None) -> ResumePlan:
     """Check that run ``run_id`` may resume and read what it needs (its state into ``folder``).
 
     ``overrides`` and ``config_name``: what the command line gave; each must equal the run's.
+    ``splits``: the data already loaded (a sweep's), else loaded from ``data_dir``.
     Raises ValueError (bad input: nothing changed) for each refusal.
     """
     from fmtrain.tracking import abandoned, journal, queries, states
@@ -75,7 +76,7 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
         if configs.parse_value(key, value) != getattr(config, key):
             raise ValueError(f"{label} has {key}={configs.format_value(getattr(config, key))}, not "
                              f"{value}: --resume continues the run with its own settings")
-    splits = data.load_splits(data_dir, config.limit)
+    splits = splits or data.load_splits(data_dir, config.limit)
     logged = states.data_digests(run_id)
     for context, images, labels in (("training", splits.x_train, splits.y_train),
                                     ("validation", splits.x_val, splits.y_val)):
@@ -92,6 +93,26 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     point = states.ResumePoint(run_id, state, error or run.status, states.logged_epochs(run_id))
     return ResumePlan(config, name, run.name, splits, point, run.tags.get(tags.PARENT_TAG),
                       run.tags.get(tags.REGISTER_TAG))
+
+
+def child_point(run_id: str, config: TrainConfig, splits: data.Splits, folder: Path):
+    """Where a sweep's lost child ``run_id`` stood (a ResumePoint, its state in ``folder``), or
+    None when it cannot resume (no state: it trains anew, as a new child)."""
+    try:
+        chosen = plan(run_id, None, folder, splits=splits)
+    except ValueError:
+        return None
+    return chosen.point if chosen.config == config else None
+
+
+def lost_children(parent_id: str) -> dict[tuple[str, int], str]:
+    """The latest child of each (configuration, seed) of sweep ``parent_id`` that ended KILLED or
+    FAILED: ``sweep --resume`` continues it in its own run when it was lost with its process and
+    left a state (``child_point``), and trains it anew otherwise."""
+    from fmtrain.tracking import queries
+
+    latest = {(c.config, int(c.params.get("seed", -1))): c for c in queries.child_states(parent_id)}
+    return {key: c.run_id for key, c in latest.items() if c.status in ("KILLED", "FAILED")}
 
 
 def _run_config(label: str, name: str, params: dict[str, str]) -> TrainConfig:

@@ -17,6 +17,7 @@ from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
+from fmtrain.workflows import resume as resume_runs
 from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
 
@@ -72,12 +73,14 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     from fmtrain.tracking import runs, store, ui
 
     kept: dict[tuple[str, int], str] = {}
+    lost: dict[tuple[str, int], str] = {}
     experiment_id = None
     if resume:
         store.open_store(experiment, select=False)
         if seeds:
             raise ValueError("--resume takes the seeds from the sweep's parent run; give no --seeds")
         requested, overrides, seeds, kept, experiment_id = _resumable(resume, requested, overrides, echo)
+        lost = resume_runs.lost_children(resume)
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
@@ -109,7 +112,8 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
                              system_metrics=typed.get("system_metrics", configs.DEFAULT.system_metrics)) \
             as parent_id:
         jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
-                                  typed, kept.get((name, seed)), verbose)
+                                  typed, kept.get((name, seed)), verbose,
+                                  resume_run_id=lost.get((name, seed)))
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")

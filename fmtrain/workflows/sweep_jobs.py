@@ -6,12 +6,15 @@ records when a worker dies.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fmtrain.errors import RunEnded, RunFailed, WorkerDied
 from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
+from fmtrain.workflows import resume
 from fmtrain.workflows.train import train_run
 
 
@@ -28,6 +31,8 @@ class ChildJob:
     settings: dict  # the typed settings every child shares (configs.parse_value's)
     kept_run_id: str | None = None  # a FINISHED child of an earlier attempt (--resume)
     verbose: int = 0
+    resume_run_id: str | None = None  # a lost child, continued from its state (workflows.resume)
+    attempt: int = 0  # retries after its worker died (--max_retries)
 
     def config(self) -> TrainConfig:
         """The child's configuration; ValueError when it cannot take the settings."""
@@ -59,7 +64,7 @@ class ChildResult:
 def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
     """One child of a sweep: kept from an earlier attempt, FAILED for a configuration that cannot
     take the settings, or trained by ``train_run`` under the parent, in this process or in a Ray
-    worker. A failure is returned, so that the sweep goes on; a signal's stop is raised."""
+    worker (a lost child that left a state continues in its own run). A failure is returned, so that the sweep goes on; a signal's stop is raised."""
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs
 
@@ -73,9 +78,12 @@ def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
         return ChildResult(run_id, error=str(error))
     start = time.perf_counter()
     try:
-        outcome = train_run(config, job.name, splits,
-                            parent_run_id=job.parent_run_id, verbose=job.verbose,
-                            run_name=job.run_name, tags=seed_tag)
+        with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
+            point = resume.child_point(job.resume_run_id, config, splits, Path(folder)) \
+                if job.resume_run_id else None
+            outcome = train_run(config, job.name, splits,
+                                parent_run_id=job.parent_run_id, verbose=job.verbose,
+                                run_name=job.run_name, tags=seed_tag, resume_from=point)
     except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
         return ChildResult(getattr(error, "run_id", None), error=str(error),
                            seconds=time.perf_counter() - start)
