@@ -52,6 +52,10 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
             assert pids == {pid_of(parent)} and "training 4 runs" not in done.stdout
         else:  # each child in a Ray worker process, two of them, none the driver
             assert len(pids) == 2 and pid_of(parent) not in pids
+            # Each worker kept to a core of its own while it trained (engines.pin).
+            cores = [c.data.tags["fmtrain.process.cores"] for c in children]
+            assert all("," not in core for core in cores)
+            assert len(set(cores)) == min(2, len(os.sched_getaffinity(0)))
             assert ("training 4 runs up to 2 at once on a local Ray instance, each in its own worker "
                     "process with 1 thread") in done.stdout
             assert "chapter report logged on run" in done.stdout

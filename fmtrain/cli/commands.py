@@ -110,10 +110,15 @@ def _resume(run_id, config, overrides, data_dir, experiment, register_as, seeds,
 @click.option("--resume", metavar="PARENT_RUN_ID", default=None,
               help="finish an interrupted sweep: keep its FINISHED children, run the others again "
                    "in the same parent (configurations and settings come from the parent)")
+@click.option("--share_epochs/--no-share_epochs", "--share-epochs/--no-share-epochs", "share_epochs",
+              default=None,
+              help="train each family of configurations (the same weights, epoch after epoch) once, "
+                   "and replay its epochs for the others, each still a run of its own "
+                   "[default: with several seeds]")
 @engine_options
 @setting_options
 def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
-                  ray_address, **settings):
+                  ray_address, share_epochs, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain.cli import output
     from fmtrain.workflows import sweep
@@ -121,7 +126,7 @@ def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resu
     outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
                               experiment=experiment, register_best=register_best,
                               verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
-                              ray_address=ray_address, echo=click.echo)
+                              ray_address=ray_address, share_epochs=share_epochs, echo=click.echo)
     click.echo(output.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "
@@ -177,12 +182,12 @@ def compare_command(run_ids, output, log):
 
     from fmtrain.analysis import comparison
     from fmtrain.tracking import names, store
-    from fmtrain.workflows import sweep
+    from fmtrain.workflows import compare
 
     if log and len(run_ids) != 1:
         raise ValueError("--log needs exactly one run id: the sweep's parent run")
     store.open_store()
-    rows, figure = sweep.compare(list(run_ids))
+    rows, figure = compare.compare(list(run_ids))
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     markdown = comparison.to_markdown(rows)
@@ -192,7 +197,7 @@ def compare_command(run_ids, output, log):
     click.echo(markdown)
     click.echo(f"figure and tables written to {folder}/")
     if log:
-        sweep.log_comparison(run_ids[0], rows, figure)
+        compare.log_comparison(run_ids[0], rows, figure)
         click.echo(f"logged on run {run_ids[0]}")
     return 0
 

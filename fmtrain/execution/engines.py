@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from fmtrain.errors import Stopped, WorkerDied, one_line
 from fmtrain.execution import raystart, signals
@@ -118,6 +119,16 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+def pin(cores: tuple[int, ...]) -> None:
+    """Keep this process to ``cores``: every thread it has (a reused worker's thread pools
+    included) and, by inheritance, every thread it starts."""
+    tasks = Path("/proc/self/task")
+    for thread in (tasks.iterdir() if tasks.is_dir() else []):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(thread.name), cores)
+    os.sched_setaffinity(0, cores)
+
+
 def thread_environment(threads: int) -> dict[str, str]:
     """Variables that hold TensorFlow, oneDNN/OpenMP and XLA (JAX) to ``threads`` threads; a
     worker's framework reads them when it is imported, which happens inside the worker."""
@@ -176,6 +187,7 @@ class RayEngine:
         shared_ref = ray.put(shared)
         waiting = list(enumerate(jobs))
         running: dict = {}
+        cores_of: dict = {}  # each running task's cores (on this machine), free again when it ends
         received: list[int] = []
         with signals.recorded(received):
             try:
@@ -183,17 +195,30 @@ class RayEngine:
                     while waiting and len(running) < self.placement.workers:
                         index, job = waiting.pop(0)
                         name = names[index] if names else f"job-{index}"
-                        running[task.options(name=name, **options).remote(function, job, shared_ref)] = index
+                        pinned = self._free_cores(cores_of.values())
+                        ref = task.options(name=name, **options).remote(function, job, shared_ref, pinned)
+                        running[ref], cores_of[ref] = index, pinned
                     done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
                     if received:
                         raise Stopped(received[0])
                     for ref in done:
+                        cores_of.pop(ref, None)
                         yield self._outcome(running.pop(ref), ref)
                 if received:  # during the consumer's work on the last outcome
                     raise Stopped(received[0])
             finally:
                 if running:
                     self._cancel(list(running), received)
+
+    def _free_cores(self, taken) -> tuple[int, ...] | None:
+        """The cores a task about to start may run on: on a local Ray instance, ``threads`` cores
+        no running task holds, so that each worker keeps cores of its own; None (anywhere) on a
+        cluster, whose nodes share out their own cores."""
+        if self.placement.address is not None or not hasattr(os, "sched_getaffinity"):
+            return None
+        held = {core for cores in taken if cores for core in cores}
+        free = [core for core in sorted(os.sched_getaffinity(0)) if core not in held]
+        return tuple(free[:self.placement.threads]) or None
 
     def _outcome(self, index: int, ref) -> Outcome:
         exceptions = self.ray.exceptions
@@ -227,10 +252,17 @@ class RayEngine:
         self.ray.shutdown()
 
 
-def _in_worker(function: Callable, job, shared):
+def _in_worker(function: Callable, job, shared, pinned: tuple[int, ...] | None = None):
     """A Ray task: the workflow's function, with signals handled as by the command line, so that a
-    cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run."""
+    cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run.
+
+    ``pinned``: the cores this worker process keeps to while the task runs. XLA's and
+    TensorFlow's idle threads spin on every core they may use: two unpinned workers on two cores
+    train an epoch about three times slower than two pinned ones (docs/benchmark.md).
+    """
     from fmtrain.tracking import monitoring  # the runs' system metrics name the worker's node
     monitoring.name_node()
+    if pinned:
+        pin(pinned)
     with signals.signals_handled():
         return function(job, shared)

@@ -23,6 +23,7 @@ from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
 from fmtrain.learning.resume import Resumption
 from fmtrain.learning.scores import Scores
+from fmtrain.learning.trajectory import Trajectory, replay
 
 WHOLE_MODEL_FILE = "model-whole.keras"
 WEIGHTS_FILE = "model.weights.h5"
@@ -65,6 +66,7 @@ class _EpochTimer(keras.callbacks.Callback):
 def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
           callbacks: list | None = None, gates: list | None = None,
           stop_guard: Callable[[Callable[[], None]], contextlib.AbstractContextManager] | None = None,
+          record: Trajectory | None = None, replaying: Trajectory | None = None,
           resumption: Resumption | None = None) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
@@ -78,6 +80,10 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
             that their waiting is not counted in the epoch's seconds.
         stop_guard: given a function that stops fit() after the current step, a context manager
             that guards fit() (the command line's signal handling); none by default.
+        record: a Trajectory to fill with each epoch's logs and variables (a sweep's leader).
+        replaying: a leader's Trajectory whose epochs this configuration follows
+            (``trajectory.follows``): the callbacks run over them instead of fit() computing
+            them again, and the epochs' seconds are the leader's.
         resumption: save a resumable state at each epoch's end and, holding one, continue from it
             (``learning.resume``); none by default.
 
@@ -96,7 +102,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     if resumption is not None:
         first_epoch, epochs = resumption.restore(model, chapter, workdir), resumption.epochs(epochs)
         chapter += resumption.callbacks(chapter)  # after the chapter's, before the logger
-    callbacks = data.callbacks + chapter + list(callbacks or []) + [timer] + list(gates or [])
+    callbacks = (data.callbacks + chapter + list(callbacks or []) + [timer] + list(gates or [])
+                 + ([record.recorder()] if record is not None else []))
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
     validation = (dict(validation_data=data.validation, **data.validation_options)
@@ -105,12 +112,19 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     guard = stop_guard or (lambda stop: contextlib.nullcontext())
     stop_after_the_step = guard(lambda: setattr(model, "stop_training", True))
     with _known_keras_warnings_ignored(), stop_after_the_step:
-        history = model.fit(**data.train, epochs=epochs, initial_epoch=first_epoch,
-                            callbacks=callbacks, verbose=verbose, **validation)
+        if replaying is not None:
+            history = replay(model, replaying, callbacks, config.epochs, config.validation)
+        else:
+            history = model.fit(**data.train, epochs=epochs, initial_epoch=first_epoch,
+                                callbacks=callbacks, verbose=verbose, **validation).history
     fit_seconds = time.perf_counter() - start
-    _check_finite(history.history)
+    _check_finite(history)
+    if replaying is not None:
+        timer.seconds = replaying.epoch_seconds[:len(timer.seconds)]
+    if record is not None:
+        record.epoch_seconds = list(timer.seconds)
 
-    curves = {name: [float(v) for v in values] for name, values in history.history.items()}
+    curves = {name: [float(v) for v in values] for name, values in history.items()}
     seconds = timer.seconds
     if resumption is not None:
         curves, seconds = resumption.whole(curves, seconds)

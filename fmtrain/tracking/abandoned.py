@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from fmtrain.tracking import journal, store
-from fmtrain.tracking.names import ERROR_TAG, HOST_TAG, JOURNAL_TAG, PROCESS_TAG, START_TAG
+from fmtrain.tracking.names import CORES_TAG, ERROR_TAG, HOST_TAG, JOURNAL_TAG, PROCESS_TAG, START_TAG
 
 _opened: list[tuple[str, str]] = []  # (run id, name) of the runs opened by this process
 _ended: list[tuple[str, str]] = []  # (run id, name) of runs ended here for another process
@@ -60,7 +60,9 @@ def process_tags() -> dict[str, str]:
     """The tags that say which process opened a run, and where its journal would be."""
     pid = os.getpid()
     return {PROCESS_TAG: f"{socket.gethostname()}:{pid}", HOST_TAG: host_identity(),
-            START_TAG: process_start(pid) or "", JOURNAL_TAG: f"{socket.gethostname()}:{journal.root()}"}
+            START_TAG: process_start(pid) or "", JOURNAL_TAG: f"{socket.gethostname()}:{journal.root()}",
+            **({CORES_TAG: ",".join(map(str, sorted(os.sched_getaffinity(0))))}
+               if hasattr(os, "sched_getaffinity") else {})}
 
 
 def proven_gone(tags: dict[str, str]) -> bool:

@@ -12,6 +12,9 @@ ERROR_TAG = "fmtrain.error"
 SWEEP_TAG = "fmtrain.sweep.configs"
 SEEDS_TAG = "fmtrain.sweep.seeds"
 SEED_TAG = "fmtrain.seed"
+# On a run whose epochs were computed once by another run's fit() (a sweep's shared epochs,
+# learning/trajectory.py): that run's id.
+EPOCHS_FROM_TAG = "fmtrain.epochs_from"
 # MLflow shows this tag as the run's description (Markdown) on the run page.
 DESCRIPTION_TAG = "mlflow.note.content"
 BEST_TAG = "fmtrain.best_run_id"
@@ -50,6 +53,8 @@ HOST_TAG = "fmtrain.process.host"
 START_TAG = "fmtrain.process.start"
 # Where the run's journal is kept while the store is away (host:folder), for `fmtrain sync`.
 JOURNAL_TAG = "fmtrain.journal"
+# The cores the process may run on when it opened the run (a parallel sweep pins its workers).
+CORES_TAG = "fmtrain.process.cores"
 
 # The run's resumable state, replaced at each epoch's end (tracking.states), under this artifact
 # path; each resume of the run, as a JSON list of {at, why, from_epoch}; the model name a run
@@ -62,4 +67,4 @@ DATA_CONTEXT_TAG = "mlflow.data.context"
 
 # A sweep parent's params that say how it ran, not how each child trains: every other param of
 # the parent is a setting its children share.
-SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address")
+SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address", "share_epochs")

@@ -17,8 +17,8 @@ from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
+from fmtrain.workflows import compare, sweep_jobs
 from fmtrain.workflows import resume as resume_runs
-from fmtrain.workflows import sweep_jobs
 from fmtrain.workflows.train import register_finished
 
 
@@ -55,7 +55,8 @@ def child_name(config: str, seed: int, seeds: list[int]) -> str:
 def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experiment=None,
               register_best: str | None = None, verbose: int = 0, resume: str | None = None,
               seeds: str | None = None, parent_name: str = "sweep", workers: int | None = None,
-              ray_address: str | None = None, echo: Callable[[str], None] = print) -> SweepOutcome:
+              ray_address: str | None = None, share_epochs: bool | None = None,
+              echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides`` and
     each seed of ``seeds`` (a count or a list, see configs.parse_seeds), each (configuration,
     seed) as a child of one parent run, ``workers`` at a time (see engines.plan; with
@@ -67,7 +68,9 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     and the sweep goes on; a signal stops it, leaving every run ended. With ``resume`` (a parent
     run id), the configurations, seeds and settings are read from that parent, its FINISHED
     children are kept, and the others run again in the same parent. With several seeds, the
-    chapter report is logged on the parent at the end.
+    chapter report is logged on the parent at the end. ``share_epochs`` (by default with
+    several seeds) trains each family of configurations once and replays its epochs for the
+    others (``learning.trajectory``): the same runs, fewer fits.
     """
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs, store, ui
@@ -100,8 +103,10 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
                                 **{key: configs.format_value(value) for key, value in typed.items()}}
     if seeds is not None and not resume:  # as given (`mlflow run -P seeds=5` logged it so)
         params["seeds"] = str(seeds).strip()
+    share_epochs = len(seed_list) > 1 if share_epochs is None else share_epochs
     if not resume:
         params["workers"] = str(workers or engines.default_workers())
+        params["share_epochs"] = configs.format_value(share_epochs)
         if placement.address:
             params["ray_address"] = placement.address
     parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
@@ -117,11 +122,11 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
-        failures = _run_children(engine, jobs, splits, echo)
+        failures = _run_children(engine, jobs, splits, echo, share_epochs)
         signals.check()  # a signal during the last child: the parent ends as it says
-        rows, figure = compare([parent_id])
+        rows, figure = compare.compare([parent_id])
         best = comparison.best_row(rows)
-        log_comparison(parent_id, rows, figure)
+        compare.log_comparison(parent_id, rows, figure)
     result = SweepOutcome(parent_id, rows, best, failures, link=ui.ui_link(parent_id))
     if len(seed_list) > 1 and any(row.finished for row in rows):
         from fmtrain.workflows import report
@@ -147,12 +152,12 @@ def _takes(name: str, settings: dict) -> bool:
 
 
 def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
-                  echo: Callable[[str], None]) -> list[str]:
+                  echo: Callable[[str], None], share_epochs: bool = False) -> list[str]:
     """Each child of ``jobs`` on ``engine``, with a line as each one ends; returns the names of
     those that failed.
 
     A parallel engine gets only the children that train; kept and refused ones are settled here
-    first. When a signal stops a parallel sweep, its tasks are cancelled and the children they
+    first. With ``share_epochs``, the children go in families (``sweep_jobs.families``). When a signal stops a parallel sweep, its tasks are cancelled and the children they
     leave are ended as the signal says, and named in the RunStopped raised.
     """
     from fmtrain.tracking import queries
@@ -169,21 +174,27 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
         else:
             echo(f"{label} ... val_loss {result.final_val_loss:.3f}, {result.seconds:.0f} s")
 
-    sent = [job for job in jobs if job.trains] if engine.parallel else jobs
+    sent = [job for job in jobs if job.trains] if engine.parallel or share_epochs else jobs
     if engine.parallel:  # the longest first, so that no worker is left with a long run at the end
         sent = sorted(sent, key=lambda job: -job.config().epochs)
     for job in jobs:
         if job not in sent:
             show(job, sweep_jobs.run_child(job, splits))
+    groups = sweep_jobs.families(sent) if share_epochs else [[job] for job in sent]
+    if len(groups) < len(sent):
+        echo(f"shared epochs: {len(sent)} runs from {len(groups)} fits (each follower replays its "
+             "leader's epochs)")
     parent_id = jobs[0].parent_run_id if jobs else None
     known = set(queries.child_run_ids(parent_id)) if engine.parallel and sent else set()
     try:
-        with contextlib.closing(engine.run(sweep_jobs.run_child, sent, splits,
-                                           [job.run_name for job in sent])) as done:
+        with contextlib.closing(engine.run(sweep_jobs.run_family, groups, splits,
+                                           [_group_name(group) for group in groups])) as done:
             for outcome in done:
-                job = sent[outcome.index]
-                show(job, outcome.value if outcome.error is None
-                     else sweep_jobs.record_lost(job, outcome.error, known))
+                group = groups[outcome.index]
+                results = (outcome.value if outcome.error is None
+                           else sweep_jobs.record_family_lost(group, outcome.error, known))
+                for job, result in zip(group, results, strict=True):
+                    show(job, result)
     except Stopped as stop:
         ended = _end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
         if not ended:
@@ -191,6 +202,11 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
         raise RunStopped(f"{', '.join(ended)} {signal_description(stop.signum)}", None,
                          stop.signum) from None
     return failures
+
+
+def _group_name(group: list[sweep_jobs.ChildJob]) -> str:
+    """A Ray task's name: its child's, or its leader's and how many follow it."""
+    return group[0].run_name + (f"+{len(group) - 1}" if len(group) > 1 else "")
 
 
 def _end_stopped_children(parent_run_id: str, signum: int, known: set[str]) -> list[str]:
@@ -254,42 +270,3 @@ def _resumable(parent_id: str, requested, overrides, echo):
     seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
     return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
-
-
-def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
-    """Summary rows and figure for a sweep's parent run id, or for several run ids, read from
-    the store alone.
-
-    For a parent, each (configuration, seed) shows its latest child, in the sweep's order: a
-    resumed sweep compares like one that was never interrupted.
-    """
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries
-
-    if len(run_ids) == 1 and (children := queries.child_records(run_ids[0])):
-        latest = {(c.name, c.params.get("seed")): c for c in children}  # oldest first: last wins
-        parent_tags = queries.run_state(run_ids[0]).tags
-        rank = {name: i for i, name in enumerate(parent_tags.get(tags.SWEEP_TAG, "").split(","))}
-        seed_rank = {seed: i for i, seed in enumerate(parent_tags.get(tags.SEEDS_TAG, "").split(","))}
-        records = queries.with_curves(sorted(
-            latest.values(), key=lambda c: (rank.get(c.name, len(rank)),
-                                            seed_rank.get(c.params.get("seed"), len(seed_rank)), c.started)))
-    else:
-        records = queries.fetch_records(run_ids)
-    return comparison.summary_rows(records), comparison.figure(records)
-
-
-def log_comparison(parent_run_id: str, rows: list[SummaryRow], figure) -> None:
-    """Log a comparison built by ``compare`` on the sweep's parent run, and describe the parent
-    with it (what it ran, the best child, the table)."""
-    from fmtrain.tracking import logged, queries
-    from fmtrain.tracking import names as tags
-
-    parent = queries.run_state(parent_run_id)
-    ran = parent.tags.get(tags.SWEEP_TAG, "").split(",") if tags.SWEEP_TAG in parent.tags \
-        else [row.config for row in rows]
-    settings = parent.shared_settings
-    seeds = [seed for seed in parent.tags.get(tags.SEEDS_TAG, "").split(",") if seed]
-    markdown, best = comparison.to_markdown(rows), comparison.best_row(rows)
-    logged.log_comparison(parent_run_id, figure, comparison.to_csv(rows), markdown, best,
-                           descriptions.sweep_description(ran, settings, markdown, best, seeds=seeds))

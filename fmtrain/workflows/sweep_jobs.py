@@ -1,6 +1,9 @@
 """A sweep's children: the job an engine hands to a worker, the function the worker calls
 (``train_run`` under the parent, as ``fmtrain train`` trains a run) and what the sweep's driver
 records when a worker dies.
+
+With shared epochs, the jobs go to the workers in families (``learning.trajectory``): a leader
+whose fit() computes the epochs, and followers, each its own run, that replay them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from fmtrain.errors import RunEnded, RunFailed, WorkerDied
 from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
+from fmtrain.learning.trajectory import Trajectory, can_lead, family, follows
 from fmtrain.workflows import resume
 from fmtrain.workflows.train import train_run
 
@@ -61,10 +65,39 @@ class ChildResult:
     kept: bool = False
 
 
-def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
+def families(jobs: list[ChildJob]) -> list[list[ChildJob]]:
+    """``jobs`` (each one that trains) in groups: each group's first job is the longest of a
+    family that can lead, and the others follow its epochs. A job that follows no one leads a
+    group of its own. Groups keep the order of their leaders in ``jobs``."""
+    groups: list[list[ChildJob]] = []
+    left = list(jobs)
+    while left:
+        kin = [job for job in left if family(job.config()) == family(left[0].config())]
+        leaders = [job for job in kin if can_lead(job.config())] or [left[0]]
+        leader = max(leaders, key=lambda job: (job.config().epochs, job.config().validation))
+        group = [leader] + [job for job in kin if job is not leader and follows(leader.config(), job.config())]
+        groups.append(group)
+        left = [job for job in left if job not in group]
+    return sorted(groups, key=lambda group: jobs.index(group[0]))
+
+
+def run_family(group: list[ChildJob], splits: data.Splits) -> list[ChildResult]:
+    """A group of ``families``: the leader's run, recording its epochs, then each follower's run,
+    replaying them (each follower trains on its own when the leader failed)."""
+    trajectory = Trajectory()
+    leader, *followers = group
+    results = [run_child(leader, splits, record=trajectory)]
+    shared = (results[0].run_id, trajectory) if results[0].error is None and len(trajectory) else None
+    return results + [run_child(job, splits, following=shared) for job in followers]
+
+
+def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = None,
+              following: tuple[str, Trajectory] | None = None) -> ChildResult:
     """One child of a sweep: kept from an earlier attempt, FAILED for a configuration that cannot
     take the settings, or trained by ``train_run`` under the parent, in this process or in a Ray
-    worker (a lost child that left a state continues in its own run). A failure is returned, so that the sweep goes on; a signal's stop is raised."""
+    worker. A failure is returned, so that the sweep goes on; a signal's stop is raised.
+    ``record`` and ``following`` are ``train_run``'s (a family's leader and followers). A lost
+    child that left a state continues in its own run from it, on its own (``workflows.resume``)."""
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs
 
@@ -81,9 +114,12 @@ def run_child(job: ChildJob, splits: data.Splits) -> ChildResult:
         with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
             point = resume.child_point(job.resume_run_id, config, splits, Path(folder)) \
                 if job.resume_run_id else None
+            if point is not None:  # its own epochs from its state: no leader's to follow or record
+                record, following = None, None
             outcome = train_run(config, job.name, splits,
                                 parent_run_id=job.parent_run_id, verbose=job.verbose,
-                                run_name=job.run_name, tags=seed_tag, resume_from=point)
+                                run_name=job.run_name, tags=seed_tag, record=record, following=following,
+                                resume_from=point)
     except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
         return ChildResult(getattr(error, "run_id", None), error=str(error),
                            seconds=time.perf_counter() - start)
@@ -112,3 +148,17 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
     how = "killed" if isinstance(error, WorkerDied) else "failed"
     text = str(error) if isinstance(error, RunEnded) else f"run {run_id} ({job.run_name}) {how}: {reason}"
     return ChildResult(run_id, error=text)
+
+
+def record_family_lost(group: list[ChildJob], error: BaseException, known: set[str]) -> list[ChildResult]:
+    """A group whose task ended without a result: its members that FINISHED before are kept,
+    the others recorded as ``record_lost`` records a child."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
+
+    finished = {(child.config, child.tags.get(tags.SEED_TAG)): child.run_id
+                for child in queries.child_states(group[0].parent_run_id)
+                if child.run_id not in known and child.status == "FINISHED"}
+    return [ChildResult(finished[(job.name, str(job.seed))], kept=True)
+            if (job.name, str(job.seed)) in finished else record_lost(job, error, known)
+            for job in group]

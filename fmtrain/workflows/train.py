@@ -21,6 +21,7 @@ from fmtrain.learning.configs import TrainConfig
 
 if TYPE_CHECKING:  # Keras is imported only once the backend is chosen
     from fmtrain.learning.training import TrainResult
+    from fmtrain.learning.trajectory import Trajectory
     from fmtrain.tracking.states import ResumePoint
     from fmtrain.tracking.ui import UiLink
 
@@ -48,14 +49,18 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
               verbose: int = 0, parent_run_id: str | None = None, tags: dict | None = None,
-              run_name: str | None = None, gates: list | None = None,
-              resume_from: ResumePoint | None = None, keep_state: bool = False) -> TrainOutcome:
+              run_name: str | None = None, gates: list | None = None, record: Trajectory | None = None,
+              following: tuple[str, Trajectory] | None = None, resume_from: ResumePoint | None = None,
+              keep_state: bool = False) -> TrainOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
     With ``parent_run_id`` the run is a sweep's child, nested under that run, whether the parent
     is open in this process or in a sweep's driver (this process being a Ray worker).
     ``gates`` are Keras callbacks that wait after each epoch, once it is logged and timed (a
-    search's trial waiting for its verdict).
+    search's trial waiting for its verdict). ``record`` keeps the epochs' logs and variables for
+    followers; ``following`` (the leader's run id and its record) replays a leader's epochs
+    instead of computing them again (``learning.trajectory``), and the run's tag
+    ``fmtrain.epochs_from`` names the leader.
     Each epoch leaves a resumable state in the run (``tracking.states``), removed when the run
     ends FINISHED unless ``keep_state``; ``resume_from`` reopens that run and continues it from
     its state (``workflows.resume`` checks that it may).
@@ -66,16 +71,17 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     from fmtrain.learning import training
     from fmtrain.learning.resume import Resumption
     from fmtrain.tracking import datasets, logged, runs, states
-    from fmtrain.tracking.names import CONFIG_TAG, REGISTER_TAG
+    from fmtrain.tracking.names import CONFIG_TAG, EPOCHS_FROM_TAG, REGISTER_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
+    tags = {CONFIG_TAG: name, **(tags or {}), **({EPOCHS_FROM_TAG: following[0]} if following else {}),
+            **({REGISTER_TAG: register_as} if register_as else {})}
     # Once the run exists, a signal is acted on at safe points only: the end of a training step,
     # between two store writes (signals.check()).
     with signals.deferred(), \
             runs.tracked_run(run_name or name, run_params(name, config, splits),
-                             parent_run_id=parent_run_id, tags={CONFIG_TAG: name, **(tags or {}),
-                                                                **({REGISTER_TAG: register_as} if register_as else {})},
+                             parent_run_id=parent_run_id, tags=tags,
                              description=descriptions.run_description(name, settings),
                              run_id=resume_from.run_id if resume_from else None,
                              system_metrics=config.system_metrics) as run_id:
@@ -88,7 +94,8 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
                                     resume_from.state if resume_from else None, config.seed, settings)
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[logged.epoch_logger(run_id), signals.keras_safe_points()],
-                                    gates=gates, stop_guard=signals.soft_stop, resumption=resumption)
+                                    gates=gates, stop_guard=signals.soft_stop, record=record,
+                                    replaying=following[1] if following else None, resumption=resumption)
             signals.check()
             # The model first: MLflow links it to the metrics its epoch already holds.
             model = logged.log_model(result.model, splits.x_val[:2], requirements,
