@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import click
+from click.core import ParameterSource
 
 from fmtrain import errors
 from fmtrain.cli.options import (
@@ -17,6 +18,7 @@ from fmtrain.cli.options import (
     engine_options,
     option_names,
     overrides_from,
+    resume_options,
     run_options,
     search_options,
     setting_option,
@@ -47,12 +49,7 @@ def configs_command():
 @click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
               help="register the run's model as a new version of NAME")
 @click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
-@click.option("--resume", metavar="RUN_ID", default=None,
-              help="continue this run, lost with its process (KILLED, or RUNNING with a stale "
-                   "heartbeat), from its last completed epoch, in the same run; settings and "
-                   "data come from the run (docs/resume.md)")
-@click.option(*option_names("keep_state"), "keep_state", is_flag=True,
-              help="keep the run's resumable state (artifacts under resume/) when it finishes")
+@resume_options
 @engine_options
 @setting_options
 def train_command(config, data_dir, experiment, quiet, register_as, seeds, resume, keep_state,
@@ -61,9 +58,14 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, resum
     from fmtrain.cli import output
 
     overrides = overrides_from(settings)
-    if resume:
-        return _resume(resume, config, overrides, data_dir, experiment, register_as, seeds, quiet,
-                       keep_state)
+    if resume:  # the run's own configuration: --config counts only when given
+        from fmtrain.workflows import resume as resuming
+        given = click.get_current_context().get_parameter_source("config") == ParameterSource.COMMANDLINE
+        outcome = resuming.resume(resume, overrides, data_dir=data_dir, config_name=config if given else None,
+                                  refused={"--seeds": seeds, "--register_as": register_as, "--experiment": experiment},
+                                  verbose=0 if quiet else 2, keep_state=keep_state, echo=click.echo)
+        click.echo(output.train_report(outcome))
+        return 0
     seed_list = configs.parse_seeds(seeds, int(float(overrides.get("seed", configs.DEFAULT.seed))))
     if len(seed_list) > 1:
         from fmtrain.workflows import sweep
@@ -79,23 +81,6 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, resum
     outcome = train.train(config, overrides, data_dir=data_dir,
                           experiment=experiment, register_as=register_as,
                           verbose=0 if quiet else 2, keep_state=keep_state)
-    click.echo(output.train_report(outcome))
-    return 0
-
-
-def _resume(run_id, config, overrides, data_dir, experiment, register_as, seeds, quiet, keep_state):
-    """``train --resume RUN_ID``: the run's own settings (those given must equal them)."""
-    from click.core import ParameterSource
-
-    from fmtrain.cli import output
-    from fmtrain.workflows import resume
-
-    given = click.get_current_context().get_parameter_source("config") == ParameterSource.COMMANDLINE
-    for option, value in (("--seeds", seeds), ("--register_as", register_as), ("--experiment", experiment)):
-        if value is not None and not (option == "--seeds" and str(value).strip() == "1"):
-            raise ValueError(f"--resume continues one run as it was started; give no {option} with it")
-    outcome = resume.resume(run_id, overrides, data_dir=data_dir, config_name=config if given else None,
-                            verbose=0 if quiet else 2, keep_state=keep_state, echo=click.echo)
     click.echo(output.train_report(outcome))
     return 0
 

@@ -132,11 +132,16 @@ def _run_config(label: str, name: str, params: dict[str, str]) -> TrainConfig:
 
 
 def resume(run_id: str, overrides: dict | None = None, *, data_dir=None, config_name: str | None = None,
-           verbose: int = 0, keep_state: bool = False, echo=print):
+           verbose: int = 0, keep_state: bool = False, refused: dict | None = None, echo=print):
     """``fmtrain train --resume RUN_ID``: check, then continue the run (saying from which epoch
-    with ``echo``); returns its TrainOutcome."""
+    with ``echo``); returns its TrainOutcome. ``refused``: options given with --resume that it
+    cannot take (by name; None when not given)."""
     from fmtrain.tracking import store, ui
     from fmtrain.workflows.train import train_run
+
+    for option, value in (refused or {}).items():
+        if value is not None and not (option == "--seeds" and str(value).strip() == "1"):
+            raise ValueError(f"--resume continues one run as it was started; give no {option} with it")
 
     store.open_store(select=False)
     with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
