@@ -53,7 +53,7 @@ def configs_command():
 @engine_options
 @setting_options
 def train_command(config, data_dir, experiment, quiet, register_as, seeds, resume, keep_state,
-                  workers, ray_address, **settings):
+                  workers, ray_address, max_retries, **settings):
     """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
     from fmtrain.cli import output
 
@@ -73,7 +73,7 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, resum
         outcome = sweep.run_sweep(config, overrides, data_dir=data_dir, experiment=experiment,
                                   register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
                                   parent_name=f"{config} seeds", workers=workers,
-                                  ray_address=ray_address, echo=click.echo)
+                                  ray_address=ray_address, max_retries=max_retries, echo=click.echo)
         click.echo(output.sweep_report(outcome, register_as))
         return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
@@ -103,15 +103,15 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, resum
 @engine_options
 @setting_options
 def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
-                  ray_address, share_epochs, **settings):
+                  ray_address, max_retries, share_epochs, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain.cli import output
     from fmtrain.workflows import sweep
 
-    outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
-                              experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
-                              ray_address=ray_address, share_epochs=share_epochs, echo=click.echo)
+    outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir, experiment=experiment,
+                              register_best=register_best, verbose=0 if quiet else 2, resume=resume,
+                              seeds=seeds, workers=workers, ray_address=ray_address,
+                              share_epochs=share_epochs, max_retries=max_retries, echo=click.echo)
     click.echo(output.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "

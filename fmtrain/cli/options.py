@@ -100,6 +100,10 @@ def engine_options(command):
                           "after another in this process [default: 2 with Ray installed "
                           "(pip install '.[ray]' in fmtrain's checkout), else 1]"),
         ray_address_option("train the children"),
+        click.option(*option_names("max_retries"), "max_retries", type=click.IntRange(min=0), default=2,
+                     show_default=True, metavar="N",
+                     help="a child whose Ray worker dies is tried again on a live worker, from its "
+                          "last completed epoch in the same run, up to N times"),
     ]):
         command = decorator(command)
     return command
