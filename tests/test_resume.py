@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import Process, make_dataset
+from conftest import PROJECT, Process, make_dataset
 
 LIMIT = ["--limit", "2000"]
 ES = ["--epochs", "30", "--learning_rate", "0.003"]  # stops early on this subset: best epoch 5, stops at 7
@@ -194,3 +194,42 @@ def test_each_refusal_is_one_line_exit_2_and_leaves_the_run_unchanged(place, ref
     finally:
         job.signal(signal.SIGKILL)
         job.wait()
+
+
+def test_mlflow_run_with_resume_continues_the_run_its_killed_command_left(place):
+    def project(*parameters):
+        return ["mlflow", "run", str(PROJECT), "--env-manager", "local", "--experiment-name", "project",
+                "-P", "limit=2000", "-P", "epochs=8", "-P", f"data_dir={place.data_dir}", *parameters]
+
+    job = Process(project(), env=place.env(), cwd=place.folder)
+    job.expect("Epoch 4/8")
+    (shim,) = [pid for pid in _descendants(job.popen.pid)
+               if b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read()
+               and open(f"/proc/{pid}/comm").read().startswith("python")]
+    os.kill(shim, signal.SIGKILL)
+    assert job.wait() != 0
+    client = MlflowClient(place.uri)
+    experiment = client.get_experiment_by_name("project").experiment_id
+    (killed,) = client.search_runs([experiment])
+    assert killed.info.status == "FAILED" and "fmtrain.error" not in killed.data.tags  # mlflow run's doing
+    done = subprocess.run(project("-P", f"resume={killed.info.run_id}"), capture_output=True, text=True,
+                          env=place.env(), cwd=place.folder, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = client.get_run(killed.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert [step for step, _ in series(place.uri, killed.info.run_id)] == list(range(8))
+    (marker,) = [r for r in client.search_runs([experiment]) if r.info.run_id != killed.info.run_id]
+    assert marker.data.tags["fmtrain.resumed_run_id"] == killed.info.run_id
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+    return children + [d for c in children for d in _descendants(c)]

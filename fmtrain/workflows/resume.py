@@ -2,7 +2,7 @@
 the state its last completed epoch left in the store (``tracking.states``).
 
 A run resumes when it ended KILLED, or FAILED because its process was lost (a reaped run, a dead
-Ray worker, a Ctrl-C), or when it is RUNNING with a stale heartbeat (``reap``'s rule). It is
+Ray worker, a Ctrl-C, a command that ``mlflow run`` saw die), or when it is RUNNING with a stale heartbeat (``reap``'s rule). It is
 refused, in one line and with the run unchanged, when it is FINISHED, RUNNING with a live
 heartbeat, without a state, or when its settings or its data's digest differ from what this code
 would use. The resumed run trains the remaining epochs on the same step axis and ends as an
@@ -64,7 +64,9 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
         if waiting is not None and not journal.Journal(run_id, waiting).replay():
             raise ValueError(f"{label} has records waiting in journal {waiting} and the store "
                              f"cannot take them yet; resume it once the store is back")
-    elif run.status == "FAILED" and not error.startswith(PROCESS_LOSS):
+    # A FAILED run without fmtrain's error is one whose process died under `mlflow run`, which
+    # ends its run FAILED when the command dies by a signal.
+    elif run.status == "FAILED" and error and not error.startswith(PROCESS_LOSS):
         raise ValueError(f"{label} FAILED on its own ({error or 'no error recorded'}); only a run "
                          "lost with its process resumes")
     name = run.tags.get(tags.CONFIG_TAG, run.name)
@@ -90,7 +92,8 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
                          f"({tags.RESUME_DIR}/): it cannot resume")
     if state.settings != config.to_params():
         raise ValueError(f"{label}'s resumable state was saved with other settings than the run's")
-    point = states.ResumePoint(run_id, state, error or run.status, states.logged_epochs(run_id))
+    why = error or f"{run.status} without fmtrain.error (its command died under `mlflow run`)"
+    point = states.ResumePoint(run_id, state, why, states.logged_epochs(run_id))
     return ResumePlan(config, name, run.name, splits, point, run.tags.get(tags.PARENT_TAG),
                       run.tags.get(tags.REGISTER_TAG))
 
@@ -123,12 +126,20 @@ def _run_config(label: str, name: str, params: dict[str, str]) -> TrainConfig:
         config = configs.resolve(name, settings)
     except ValueError as error:
         raise ValueError(f"{label}'s settings do not resolve with this code: {error}") from None
-    differ = missing + [key for key, value in config.to_params().items()
-                        if key in params and params[key] != value]
+    differ = missing + [key for key in settings if not _same(key, settings[key], getattr(config, key))]
     if differ:
         raise ValueError(f"{label}'s settings differ from what this code would use "
                          f"({', '.join(differ)}): it cannot resume exactly")
     return config
+
+
+def _same(key: str, logged: str, value) -> bool:
+    """Whether a logged param means ``value`` (``mlflow run`` logs its parameters as given: ``2``
+    for 2.0)."""
+    try:
+        return configs.parse_value(key, logged.strip("'\"")) == value
+    except ValueError:
+        return False
 
 
 def resume(run_id: str, overrides: dict | None = None, *, data_dir=None, config_name: str | None = None,
