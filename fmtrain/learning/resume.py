@@ -134,6 +134,7 @@ class Resumption:
                 variable.assign(value)
         checkpoint = _checkpoint(chapter)
         if checkpoint is not None and self.state.checkpoint_bytes is not None:
+            Path(checkpoint.filepath).parent.mkdir(parents=True, exist_ok=True)
             Path(checkpoint.filepath).write_bytes(self.state.checkpoint_bytes)
         return self.state.epoch
 

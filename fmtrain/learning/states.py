@@ -9,6 +9,7 @@ what the state holds and why.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ class TrainingState:
         for name in STATE_FILES:
             try:
                 found.append(cls.load(Path(folder) / name))
-            except (OSError, KeyError, ValueError, EOFError):  # absent, or cut short by a kill
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent, or cut short
                 continue
         return max(found, key=lambda state: state.epoch, default=None)
 
