@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, make_dataset
+from conftest import PROJECT, Process, make_dataset, restartable_server
 
 LIMIT = ["--limit", "2000"]
 ES = ["--epochs", "30", "--learning_rate", "0.003"]  # stops early on this subset: best epoch 5, stops at 7
@@ -233,3 +233,34 @@ def _descendants(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 children.append(int(entry))
     return children + [d for c in children for d in _descendants(c)]
+
+
+def test_a_run_killed_while_the_server_was_away_resumes_from_the_state_its_journal_kept(place, reference,
+                                                                                       tmp_path):
+    servers = restartable_server(tmp_path, signal.SIGKILL)
+    uri, start, stop = next(servers)
+    try:
+        env = {**place.env(), "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+               "FMTRAIN_STORE_PROBE_SECONDS": "2"}
+        job = Process(["fmtrain", "train", "--data_dir", str(place.data_dir), *LIMIT, "--epochs", "8"],
+                      env=env, cwd=tmp_path)
+        job.expect("Epoch 3/8")
+        stop()  # epochs 3 on: their metrics and states wait in the run's journal
+        job.expect("Epoch 7/8", timeout=300)
+        job.signal(signal.SIGKILL)
+        job.wait()
+        start()
+        client = MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+        assert run.info.status == "RUNNING" and (tmp_path / "fmtrain-journal" / run.info.run_id).exists()
+        done = subprocess.run(["fmtrain", "train", "--resume", run.info.run_id, "--quiet", "--data_dir",
+                               str(place.data_dir)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert resumed_from(done) >= 5  # a state the store got from the journal, not one before the outage
+        assert [step for step, _ in series(uri, run.info.run_id)] == list(range(8))
+        assert [v for _, v in series(uri, run.info.run_id)] == [v for _, v in series(place.uri, reference)]
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    finally:
+        servers.close()
