@@ -262,5 +262,6 @@ def test_a_run_killed_while_the_server_was_away_resumes_from_the_state_its_journ
         assert [step for step, _ in series(uri, run.info.run_id)] == list(range(8))
         assert [v for _, v in series(uri, run.info.run_id)] == [v for _, v in series(place.uri, reference)]
         assert client.get_run(run.info.run_id).info.status == "FINISHED"
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "resume")] == []  # removed on the server
     finally:
-        servers.close()
+        next(servers, None)  # the server's own clean-up: its process killed
