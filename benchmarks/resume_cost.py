@@ -1,8 +1,10 @@
 """What the resumable state costs each epoch, and how far a resumed run ends from one never killed.
 
     python benchmarks/resume_cost.py --backend jax --epochs 4 --kill-after 2 [--limit 0] [--cost]
+        [--server http://127.0.0.1:5000 --no-compare]
 
-With ``--cost``: one run in this process, into a sqlite store in a temporary folder, timing each
+With ``--cost``: one run in this process, into a sqlite store in a temporary folder (or the
+tracking server ``--server``), timing each
 epoch's ``StateSaver.on_epoch_end`` (collecting the variables, writing the ``.npz``, logging it
 as the run's artifact) and the state file's bytes. Then, always: ``fmtrain train`` killed with
 SIGKILL once epoch ``--kill-after`` began, ``fmtrain train --resume``, and the same command never
@@ -23,7 +25,7 @@ from pathlib import Path
 
 
 def measure_cost(args, folder: Path) -> None:
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'cost.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = args.server or f"sqlite:///{folder / 'cost.db'}"
     os.chdir(folder)
     from fmtrain.learning import backend, configs, data
 
@@ -105,9 +107,13 @@ def main() -> None:
     parser.add_argument("--kill-after", type=int, default=2, help="kill once this many epochs ended")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--cost", action="store_true", help="also time the state's saving")
+    parser.add_argument("--server", default=None, help="time it against this tracking server")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="only time the state's saving")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="resume-cost-") as folder:
-        compare(args, Path(folder))
+        if args.compare:
+            compare(args, Path(folder))
         if args.cost:
             measure_cost(args, Path(folder))
 
