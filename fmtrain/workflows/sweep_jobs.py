@@ -135,7 +135,7 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
     from fmtrain.tracking import names as tags
 
     mine = [child for child in queries.child_states(job.parent_run_id)
-            if child.run_id not in known and child.config == job.name
+            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
             and child.tags.get(tags.SEED_TAG) == str(job.seed)]
     reason = runs.describe_error(error)
     if not mine:
