@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import click
+from click.core import ParameterSource
 
 from fmtrain import errors
 from fmtrain.cli.options import (
@@ -17,6 +18,7 @@ from fmtrain.cli.options import (
     engine_options,
     option_names,
     overrides_from,
+    resume_options,
     run_options,
     search_options,
     setting_option,
@@ -47,14 +49,23 @@ def configs_command():
 @click.option(*option_names("register_as"), "register_as", metavar="NAME", default=None,
               help="register the run's model as a new version of NAME")
 @click.option("--seeds", metavar="N|A,B,...", default=None, help=SEEDS_HELP)
+@resume_options
 @engine_options
 @setting_options
-def train_command(config, data_dir, experiment, quiet, register_as, seeds, workers, ray_address,
-                  **settings):
+def train_command(config, data_dir, experiment, quiet, register_as, seeds, resume, keep_state,
+                  workers, ray_address, max_retries, **settings):
     """Train one configuration as one MLflow run (with --seeds, one run per seed under a parent)."""
     from fmtrain.cli import output
 
     overrides = overrides_from(settings)
+    if resume:  # the run's own configuration: --config counts only when given
+        from fmtrain.workflows import resume as resuming
+        given = click.get_current_context().get_parameter_source("config") == ParameterSource.COMMANDLINE
+        outcome = resuming.resume(resume, overrides, data_dir=data_dir, config_name=config if given else None,
+                                  refused={"--seeds": seeds, "--register_as": register_as, "--experiment": experiment},
+                                  verbose=0 if quiet else 2, keep_state=keep_state, echo=click.echo)
+        click.echo(output.train_report(outcome))
+        return 0
     seed_list = configs.parse_seeds(seeds, int(float(overrides.get("seed", configs.DEFAULT.seed))))
     if len(seed_list) > 1:
         from fmtrain.workflows import sweep
@@ -62,14 +73,14 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, worke
         outcome = sweep.run_sweep(config, overrides, data_dir=data_dir, experiment=experiment,
                                   register_best=register_as, verbose=0 if quiet else 2, seeds=seeds,
                                   parent_name=f"{config} seeds", workers=workers,
-                                  ray_address=ray_address, echo=click.echo)
+                                  ray_address=ray_address, max_retries=max_retries, echo=click.echo)
         click.echo(output.sweep_report(outcome, register_as))
         return errors.EXIT_FAILED if outcome.failures else 0
     from fmtrain.workflows import train
 
     outcome = train.train(config, overrides, data_dir=data_dir,
                           experiment=experiment, register_as=register_as,
-                          verbose=0 if quiet else 2)
+                          verbose=0 if quiet else 2, keep_state=keep_state)
     click.echo(output.train_report(outcome))
     return 0
 
@@ -92,15 +103,15 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, worke
 @engine_options
 @setting_options
 def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resume, workers,
-                  ray_address, share_epochs, **settings):
+                  ray_address, max_retries, share_epochs, **settings):
     """Train several configurations as nested runs of one parent and compare them."""
     from fmtrain.cli import output
     from fmtrain.workflows import sweep
 
-    outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir,
-                              experiment=experiment, register_best=register_best,
-                              verbose=0 if quiet else 2, resume=resume, seeds=seeds, workers=workers,
-                              ray_address=ray_address, share_epochs=share_epochs, echo=click.echo)
+    outcome = sweep.run_sweep(names, overrides_from(settings), data_dir=data_dir, experiment=experiment,
+                              register_best=register_best, verbose=0 if quiet else 2, resume=resume,
+                              seeds=seeds, workers=workers, ray_address=ray_address,
+                              share_epochs=share_epochs, max_retries=max_retries, echo=click.echo)
     click.echo(output.sweep_report(outcome, register_best))
     if outcome.failures:
         click.echo(f"fmtrain: error: {len(outcome.failures)} configuration(s) failed: "

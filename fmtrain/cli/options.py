@@ -77,6 +77,20 @@ def run_options(command):
     return command
 
 
+def resume_options(command):
+    """``train``'s ``--resume RUN_ID`` and ``--keep_state`` (``--keep-state``)."""
+    for decorator in reversed([
+        click.option("--resume", metavar="RUN_ID", default=None,
+                     help="continue this run, lost with its process (KILLED, or RUNNING with a stale "
+                          "heartbeat), from its last completed epoch, in the same run; settings and "
+                          "data come from the run (docs/resume.md)"),
+        click.option(*option_names("keep_state"), "keep_state", is_flag=True,
+                     help="keep the run's resumable state (artifacts under resume/) when it finishes"),
+    ]):
+        command = decorator(command)
+    return command
+
+
 def engine_options(command):
     """Where a sweep's children train: ``--workers`` and ``--ray_address`` (``--ray-address``)."""
     for decorator in reversed([
@@ -86,6 +100,10 @@ def engine_options(command):
                           "after another in this process [default: 2 with Ray installed "
                           "(pip install '.[ray]' in fmtrain's checkout), else 1]"),
         ray_address_option("train the children"),
+        click.option(*option_names("max_retries"), "max_retries", type=click.IntRange(min=0), default=2,
+                     show_default=True, metavar="N",
+                     help="a child whose Ray worker dies is tried again on a live worker, from its "
+                          "last completed epoch in the same run, up to N times"),
     ]):
         command = decorator(command)
     return command

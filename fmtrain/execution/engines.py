@@ -158,7 +158,8 @@ class InProcess:
 
     parallel = False
 
-    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
+    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None,
+            retry: Callable | None = None) -> Iterator[Outcome]:
         for index, job in enumerate(jobs):
             yield Outcome(index, function(job, shared))
 
@@ -172,8 +173,12 @@ class RayEngine:
         self.ray, self.placement = raystart.connect(placement), placement
         self.env = {**env, **thread_environment(placement.threads)}
 
-    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None) -> Iterator[Outcome]:
+    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None,
+            retry: Callable | None = None) -> Iterator[Outcome]:
         """Submit the jobs, at most ``workers`` at a time, and yield each outcome as it completes.
+
+        When a job's worker died, ``retry(index, error)`` may return a job to submit in its place
+        (on whichever live worker Ray gives it); None yields the outcome, WorkerDied.
 
         A signal (SIGINT, SIGTERM, SIGHUP) is raised as Stopped once Ray's wait returns: raised
         from a handler inside Ray's native wait, it would break Ray. When the consumer stops (a
@@ -203,7 +208,13 @@ class RayEngine:
                         raise Stopped(received[0])
                     for ref in done:
                         cores_of.pop(ref, None)
-                        yield self._outcome(running.pop(ref), ref)
+                        outcome = self._outcome(running.pop(ref), ref)
+                        again = (retry(outcome.index, outcome.error)
+                                 if retry is not None and isinstance(outcome.error, WorkerDied) else None)
+                        if again is None:
+                            yield outcome
+                        else:
+                            waiting.insert(0, (outcome.index, again))
                 if received:  # during the consumer's work on the last outcome
                     raise Stopped(received[0])
             finally:

@@ -1,8 +1,9 @@
 """The chapter's learning code: settings and named configurations (``configs``), the data and
 its split (``data``), how batches reach Keras (``batches``), the model builders (``model``),
 training with its save/reload checks (``training``), test metrics (``scoring``), the images
-callers hand a trained model and pictures made into them (``images``) and the Keras backend
-(``backend``).
+callers hand a trained model and pictures made into them (``images``), the resumable state
+of a training (``states``: the data; ``resume``: the callbacks that save it and continue from it)
+and the Keras backend (``backend``).
 
 Values in, values out: no MLflow, no figures, no files beyond a working folder it is given.
 Imports only ``fmtrain.errors`` and ``fmtrain.internals`` (the private names of Keras it needs).

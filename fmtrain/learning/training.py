@@ -21,6 +21,7 @@ from fmtrain.learning import batches
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
+from fmtrain.learning.resume import Resumption
 from fmtrain.learning.scores import Scores
 from fmtrain.learning.trajectory import Trajectory, replay
 
@@ -65,7 +66,8 @@ class _EpochTimer(keras.callbacks.Callback):
 def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int = 0,
           callbacks: list | None = None, gates: list | None = None,
           stop_guard: Callable[[Callable[[], None]], contextlib.AbstractContextManager] | None = None,
-          record: Trajectory | None = None, replaying: Trajectory | None = None) -> TrainResult:
+          record: Trajectory | None = None, replaying: Trajectory | None = None,
+          resumption: Resumption | None = None) -> TrainResult:
     """Fit ``config`` on ``splits``, save the model the chapter's ways and check the reloads.
 
     Args:
@@ -82,6 +84,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         replaying: a leader's Trajectory whose epochs this configuration follows
             (``trajectory.follows``): the callbacks run over them instead of fit() computing
             them again, and the epochs' seconds are the leader's.
+        resumption: save a resumable state at each epoch's end and, holding one, continue from it
+            (``learning.resume``); none by default.
 
     Returns:
         A TrainResult whose metrics include final_val_loss/accuracy of the model kept and the
@@ -93,8 +97,12 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     timer = _EpochTimer()
     # The timer goes last, so that each epoch's seconds include every callback's work.
     data = batches.feed(splits, config.batch_size, config.seed, config.batch_order)
-    callbacks = (data.callbacks + build_callbacks(config, str(workdir / CHECKPOINT_FILE))
-                 + list(callbacks or []) + [timer] + list(gates or [])
+    chapter = build_callbacks(config, str(workdir / CHECKPOINT_FILE))
+    first_epoch, epochs = 0, config.epochs
+    if resumption is not None:
+        first_epoch, epochs = resumption.restore(model, chapter, workdir), resumption.epochs(epochs)
+        chapter += resumption.callbacks(chapter)  # after the chapter's, before the logger
+    callbacks = (data.callbacks + chapter + list(callbacks or []) + [timer] + list(gates or [])
                  + ([record.recorder()] if record is not None else []))
     # Validation changes no weight: its batch size only decides how the mean loss is summed
     # (float rounding), and large batches make it several times faster than the chapter's 32.
@@ -107,8 +115,8 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         if replaying is not None:
             history = replay(model, replaying, callbacks, config.epochs, config.validation)
         else:
-            history = model.fit(**data.train, epochs=config.epochs, callbacks=callbacks,
-                                verbose=verbose, **validation).history
+            history = model.fit(**data.train, epochs=epochs, initial_epoch=first_epoch,
+                                callbacks=callbacks, verbose=verbose, **validation).history
     fit_seconds = time.perf_counter() - start
     _check_finite(history)
     if replaying is not None:
@@ -117,6 +125,9 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
         record.epoch_seconds = list(timer.seconds)
 
     curves = {name: [float(v) for v in values] for name, values in history.items()}
+    seconds = timer.seconds
+    if resumption is not None:
+        curves, seconds = resumption.whole(curves, seconds)
     watched = curves["val_loss" if config.validation else "loss"]
     best_epoch = int(np.argmin(watched))
     # EarlyStopping(restore_best_weights=True) puts the best epoch's weights back when training
@@ -125,7 +136,7 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     result = TrainResult(model=model, history=curves, stopped_epoch=len(watched) - 1,
                          best_epoch=best_epoch, early_stopped=len(watched) < config.epochs,
                          kept_epoch=kept_epoch, fit_seconds=fit_seconds,
-                         epoch_seconds=timer.seconds)
+                         epoch_seconds=seconds)
     with _known_keras_warnings_ignored():
         result.metrics.update(_final_metrics(result, data))
         result.files = save_and_check(model, config, data, splits.y_val, workdir, result.metrics)

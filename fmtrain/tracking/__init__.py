@@ -7,6 +7,7 @@
 - ``datasets``: the data a run used, as dataset inputs with digests;
 - ``monitoring``: system metrics (the machine's use) beside a run's own;
 - ``serving``: the logged model's flavors, and the served one that checks its input;
+- ``states``: a run's resumable state, its artifacts under ``resume/``, and what a resume reads;
 - ``queries``: typed records read back from the store, for comparison;
 - ``registry``: register and describe models, move aliases, resolve and load models;
 - ``ui``: where the MLflow UI shows a run, and the command that serves a local store.

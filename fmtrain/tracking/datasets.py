@@ -45,8 +45,16 @@ def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
     datasets = [mlflow.data.from_numpy(item.images, targets=item.labels, source=origin,
                                        name=NAMES[item.context], digest=digests[item.context])
                 for item in inputs]
-    mlflow.log_inputs(datasets=datasets, contexts=[item.context for item in inputs],
-                      tags_list=[None] * len(inputs))
+    for attempt in range(2):
+        try:
+            mlflow.log_inputs(datasets=datasets, contexts=[item.context for item in inputs],
+                              tags_list=[None] * len(inputs))
+            break
+        except mlflow.exceptions.MlflowException as error:
+            # Two runs of a sqlite store (a sweep's workers) that log a new dataset at the same
+            # moment both try to create it; the one that loses finds it made on a second try.
+            if attempt or "UNIQUE constraint failed: datasets" not in str(error):
+                raise
     return digests
 
 

@@ -56,6 +56,15 @@ JOURNAL_TAG = "fmtrain.journal"
 # The cores the process may run on when it opened the run (a parallel sweep pins its workers).
 CORES_TAG = "fmtrain.process.cores"
 
+# The run's resumable state, replaced at each epoch's end (tracking.states), under this artifact
+# path; each resume of the run, as a JSON list of {at, why, from_epoch}; the model name a run
+# registers its model as when it finishes (a resumed run registers it too).
+RESUME_DIR = "resume"
+RESUMES_TAG = "fmtrain.resumes"
+REGISTER_TAG = "fmtrain.register_as"
+# MLflow's tag on a dataset input that says which split it is (training, validation, test).
+DATA_CONTEXT_TAG = "mlflow.data.context"
+
 # A sweep parent's params that say how it ran, not how each child trains: every other param of
 # the parent is a setting its children share.
 SWEEP_PARAMS = ("configs", "seeds", "workers", "ray_address", "share_epochs")

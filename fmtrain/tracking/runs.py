@@ -59,13 +59,15 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
 
     An error inside ends the run FAILED and is raised again as RunFailed naming the run; a stop
     by signal ends it KILLED (FAILED for Ctrl-C) and is raised as RunStopped. With ``run_id``,
-    that existing run is reopened (a resumed sweep's parent). With ``parent_run_id``, the run is
+    that existing run is reopened (a resumed sweep's parent, a resumed run). With ``parent_run_id``, the run is
     nested under that run, in its experiment: the parent may be open in this process (a
     sequential sweep) or in another one (a sweep's driver, when this is a Ray worker).
     """
     monitor = monitoring.start_arguments(system_metrics)
     if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, description=description, **monitor)
+        # A child reopened while its sweep's parent is open in this process nests under it.
+        run = mlflow.start_run(run_id=run_id, description=description,
+                               nested=mlflow.active_run() is not None, **monitor)
         if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
             MlflowClient().delete_tag(run_id, ERROR_TAG)
     elif parent_run_id is not None:

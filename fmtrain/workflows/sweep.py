@@ -17,7 +17,8 @@ from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
-from fmtrain.workflows import compare, sweep_jobs
+from fmtrain.workflows import compare, retries, sweep_jobs
+from fmtrain.workflows import resume as resume_runs
 from fmtrain.workflows.train import register_finished
 
 
@@ -55,7 +56,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
               register_best: str | None = None, verbose: int = 0, resume: str | None = None,
               seeds: str | None = None, parent_name: str = "sweep", workers: int | None = None,
               ray_address: str | None = None, share_epochs: bool | None = None,
-              echo: Callable[[str], None] = print) -> SweepOutcome:
+              max_retries: int = retries.DEFAULT_MAX_RETRIES, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides`` and
     each seed of ``seeds`` (a count or a list, see configs.parse_seeds), each (configuration,
     seed) as a child of one parent run, ``workers`` at a time (see engines.plan; with
@@ -75,12 +76,14 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     from fmtrain.tracking import runs, store, ui
 
     kept: dict[tuple[str, int], str] = {}
+    lost: dict[tuple[str, int], str] = {}
     experiment_id = None
     if resume:
         store.open_store(experiment, select=False)
         if seeds:
             raise ValueError("--resume takes the seeds from the sweep's parent run; give no --seeds")
         requested, overrides, seeds, kept, experiment_id = _resumable(resume, requested, overrides, echo)
+        lost = resume_runs.lost_children(resume)
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))
@@ -114,11 +117,12 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
                              system_metrics=typed.get("system_metrics", configs.DEFAULT.system_metrics)) \
             as parent_id:
         jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
-                                  typed, kept.get((name, seed)), verbose)
+                                  typed, kept.get((name, seed)), verbose,
+                                  resume_run_id=lost.get((name, seed)))
                 for index, (name, seed) in enumerate(pairs)]
         if engine.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
-        failures = _run_children(engine, jobs, splits, echo, share_epochs)
+        failures = _run_children(engine, jobs, splits, echo, share_epochs, max_retries)
         signals.check()  # a signal during the last child: the parent ends as it says
         rows, figure = compare.compare([parent_id])
         best = comparison.best_row(rows)
@@ -148,7 +152,8 @@ def _takes(name: str, settings: dict) -> bool:
 
 
 def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
-                  echo: Callable[[str], None], share_epochs: bool = False) -> list[str]:
+                  echo: Callable[[str], None], share_epochs: bool = False,
+                  max_retries: int = retries.DEFAULT_MAX_RETRIES) -> list[str]:
     """Each child of ``jobs`` on ``engine``, with a line as each one ends; returns the names of
     those that failed.
 
@@ -183,8 +188,9 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
     parent_id = jobs[0].parent_run_id if jobs else None
     known = set(queries.child_run_ids(parent_id)) if engine.parallel and sent else set()
     try:
+        retry = retries.retrier(groups, known, max_retries, echo)
         with contextlib.closing(engine.run(sweep_jobs.run_family, groups, splits,
-                                           [_group_name(group) for group in groups])) as done:
+                                           [_group_name(group) for group in groups], retry)) as done:
             for outcome in done:
                 group = groups[outcome.index]
                 results = (outcome.value if outcome.error is None

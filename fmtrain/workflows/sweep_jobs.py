@@ -9,13 +9,16 @@ whose fit() computes the epochs, and followers, each its own run, that replay th
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fmtrain.errors import RunEnded, RunFailed, WorkerDied
 from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.trajectory import Trajectory, can_lead, family, follows
+from fmtrain.workflows import resume
 from fmtrain.workflows.train import train_run
 
 
@@ -32,6 +35,8 @@ class ChildJob:
     settings: dict  # the typed settings every child shares (configs.parse_value's)
     kept_run_id: str | None = None  # a FINISHED child of an earlier attempt (--resume)
     verbose: int = 0
+    resume_run_id: str | None = None  # a lost child, continued from its state (workflows.resume)
+    attempt: int = 0  # retries after its worker died (--max_retries)
 
     def config(self) -> TrainConfig:
         """The child's configuration; ValueError when it cannot take the settings."""
@@ -91,7 +96,8 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
     """One child of a sweep: kept from an earlier attempt, FAILED for a configuration that cannot
     take the settings, or trained by ``train_run`` under the parent, in this process or in a Ray
     worker. A failure is returned, so that the sweep goes on; a signal's stop is raised.
-    ``record`` and ``following`` are ``train_run``'s (a family's leader and followers)."""
+    ``record`` and ``following`` are ``train_run``'s (a family's leader and followers). A lost
+    child that left a state continues in its own run from it, on its own (``workflows.resume``)."""
     from fmtrain.tracking import names as tags
     from fmtrain.tracking import runs
 
@@ -105,9 +111,15 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
         return ChildResult(run_id, error=str(error))
     start = time.perf_counter()
     try:
-        outcome = train_run(config, job.name, splits,
-                            parent_run_id=job.parent_run_id, verbose=job.verbose,
-                            run_name=job.run_name, tags=seed_tag, record=record, following=following)
+        with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
+            point = resume.child_point(job.resume_run_id, config, splits, Path(folder)) \
+                if job.resume_run_id else None
+            if point is not None:  # its own epochs from its state: no leader's to follow or record
+                record, following = None, None
+            outcome = train_run(config, job.name, splits,
+                                parent_run_id=job.parent_run_id, verbose=job.verbose,
+                                run_name=job.run_name, tags=seed_tag, record=record, following=following,
+                                resume_from=point)
     except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
         return ChildResult(getattr(error, "run_id", None), error=str(error),
                            seconds=time.perf_counter() - start)
@@ -123,7 +135,7 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
     from fmtrain.tracking import names as tags
 
     mine = [child for child in queries.child_states(job.parent_run_id)
-            if child.run_id not in known and child.config == job.name
+            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
             and child.tags.get(tags.SEED_TAG) == str(job.seed)]
     reason = runs.describe_error(error)
     if not mine:

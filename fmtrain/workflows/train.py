@@ -10,6 +10,7 @@ import contextlib
 import errno
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fmtrain.analysis import descriptions
@@ -21,6 +22,7 @@ from fmtrain.learning.configs import TrainConfig
 if TYPE_CHECKING:  # Keras is imported only once the backend is chosen
     from fmtrain.learning.training import TrainResult
     from fmtrain.learning.trajectory import Trajectory
+    from fmtrain.tracking.states import ResumePoint
     from fmtrain.tracking.ui import UiLink
 
 CURVES = ("loss", "accuracy")  # each drawn as a figure, with its val_ twin
@@ -48,7 +50,8 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
               verbose: int = 0, parent_run_id: str | None = None, tags: dict | None = None,
               run_name: str | None = None, gates: list | None = None, record: Trajectory | None = None,
-              following: tuple[str, Trajectory] | None = None) -> TrainOutcome:
+              following: tuple[str, Trajectory] | None = None, resume_from: ResumePoint | None = None,
+              keep_state: bool = False) -> TrainOutcome:
     """Train ``config`` inside one MLflow run and log everything a user compares or reloads.
 
     With ``parent_run_id`` the run is a sweep's child, nested under that run, whether the parent
@@ -58,30 +61,41 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     followers; ``following`` (the leader's run id and its record) replays a leader's epochs
     instead of computing them again (``learning.trajectory``), and the run's tag
     ``fmtrain.epochs_from`` names the leader.
+    Each epoch leaves a resumable state in the run (``tracking.states``), removed when the run
+    ends FINISHED unless ``keep_state``; ``resume_from`` reopens that run and continues it from
+    its state (``workflows.resume`` checks that it may).
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
     keras = backend.use(config.backend)
     from fmtrain.analysis import figures, tables
     from fmtrain.learning import training
-    from fmtrain.tracking import datasets, logged, runs
-    from fmtrain.tracking.names import CONFIG_TAG, EPOCHS_FROM_TAG
+    from fmtrain.learning.resume import Resumption
+    from fmtrain.tracking import datasets, logged, runs, states
+    from fmtrain.tracking.names import CONFIG_TAG, EPOCHS_FROM_TAG, REGISTER_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
-    tags = {CONFIG_TAG: name, **(tags or {}), **({EPOCHS_FROM_TAG: following[0]} if following else {})}
+    tags = {CONFIG_TAG: name, **(tags or {}), **({EPOCHS_FROM_TAG: following[0]} if following else {}),
+            **({REGISTER_TAG: register_as} if register_as else {})}
     # Once the run exists, a signal is acted on at safe points only: the end of a training step,
     # between two store writes (signals.check()).
     with signals.deferred(), \
             runs.tracked_run(run_name or name, run_params(name, config, splits),
                              parent_run_id=parent_run_id, tags=tags,
                              description=descriptions.run_description(name, settings),
+                             run_id=resume_from.run_id if resume_from else None,
                              system_metrics=config.system_metrics) as run_id:
-        datasets.log_data_inputs(splits.source, datasets.split_inputs(splits))
+        if resume_from is None:
+            datasets.log_data_inputs(splits.source, datasets.split_inputs(splits))
+        else:
+            states.before_continuing(run_id, resume_from)
         with tempfile.TemporaryDirectory(prefix="fmtrain-") as workdir, _full_disk_named(workdir):
+            resumption = Resumption(Path(workdir) / "resume", states.state_logger(run_id),
+                                    resume_from.state if resume_from else None, config.seed, settings)
             result = training.train(config, splits, workdir, verbose=verbose,
                                     callbacks=[logged.epoch_logger(run_id), signals.keras_safe_points()],
                                     gates=gates, stop_guard=signals.soft_stop, record=record,
-                                    replaying=following[1] if following else None)
+                                    replaying=following[1] if following else None, resumption=resumption)
             signals.check()
             # The model first: MLflow links it to the metrics its epoch already holds.
             model = logged.log_model(result.model, splits.x_val[:2], requirements,
@@ -92,6 +106,9 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             logged.log_training(run_id, result, curves, model.model_id, tables.history_csv(result.history))
             signals.check()
             logged.describe_run(run_id, descriptions.run_description(name, settings, result.scores))
+    if not keep_state:
+        with contextlib.suppress(Exception):  # a state left behind is harmless: the run is FINISHED
+            states.remove_state(run_id)
     version = register_finished(run_id, register_as) if register_as else None
     return TrainOutcome(run_id, run_name or name, result, model.uri, version)
 
@@ -119,7 +136,7 @@ def register_finished(run_id: str, name: str, alias: str | None = None) -> str:
 
 
 def train(config_name: str, overrides: dict, *, data_dir=None, experiment: str | None = None,
-          register_as: str | None = None, verbose: int = 0) -> TrainOutcome:
+          register_as: str | None = None, verbose: int = 0, keep_state: bool = False) -> TrainOutcome:
     """``fmtrain train``: check the input, then train one configuration as one run.
 
     Everything that can be checked (settings, data, store) is checked before the run exists.
@@ -129,6 +146,7 @@ def train(config_name: str, overrides: dict, *, data_dir=None, experiment: str |
     config = configs.resolve(config_name, overrides)
     splits = data.load_splits(data_dir, config.limit)
     store.open_store(experiment)
-    outcome = train_run(config, config_name, splits, register_as=register_as, verbose=verbose)
+    outcome = train_run(config, config_name, splits, register_as=register_as, verbose=verbose,
+                        keep_state=keep_state)
     outcome.link = ui.ui_link(outcome.run_id, run_page=True)
     return outcome

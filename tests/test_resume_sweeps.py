@@ -1,0 +1,61 @@
+"""A sweep's child whose Ray worker is SIGKILLed goes on, on a live worker, from its last completed
+epoch, in the same run: it ends as the same child never killed. Real processes, a local Ray."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+from mlflow.tracking import MlflowClient
+
+from conftest import Process, all_runs, ray_env
+
+# 8,000 training images: an epoch lasts long enough for the kill to land while adam trains.
+COMMON = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "10000", "--epochs", "6",
+          "--backend", "tensorflow"]
+
+
+def children(experiment):
+    runs = all_runs(experiment)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parent, {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+
+
+def curve(run, key="val_loss"):
+    return [(m.step, m.value) for m in sorted(MlflowClient().get_metric_history(run.info.run_id, key),
+                                              key=lambda m: (m.step, m.timestamp))]
+
+
+def test_a_child_whose_worker_is_killed_resumes_on_a_live_worker_as_never_killed(store, tmp_path, real_data_dir,
+                                                                                ray_tmp):
+    data = ["--data_dir", str(real_data_dir)]
+    job = Process(COMMON + data + ["--workers", "2", "--experiment", "killed"], env=ray_env(store, ray_tmp),
+                  cwd=tmp_path)
+    # Ray prefixes each worker's lines with its task and process: "(adam pid=1234) Epoch 2/6".
+    worker = int(re.search(r"\(adam pid=(\d+)\) ", job.expect("(adam pid=")).group(1))
+    job.expect(f"(adam pid={worker}) Epoch 2/6")
+    os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
+    assert job.wait() == 0, "\n".join(job.lines[-20:] + job.err[-20:])
+    assert any(line.startswith("adam: worker died (its Ray worker process died") and
+               line.endswith("retry 1 of 2, from the last completed epoch") for line in job.lines)
+    parent, killed = children("killed")
+    assert parent.info.status == "FINISHED" and len(killed) == 2
+    adam = killed["adam"]
+    assert adam.info.status == "FINISHED" and "fmtrain.error" not in adam.data.tags
+    (resume,) = json.loads(adam.data.tags["fmtrain.resumes"])
+    assert resume["why"].startswith("WorkerDied: its Ray worker process died") and resume["from_epoch"] >= 1
+    assert int(adam.data.tags["fmtrain.process"].rpartition(":")[2]) != worker  # a live worker finished it
+
+    whole = subprocess.run(COMMON + data + ["--workers", "1", "--quiet", "--experiment", "uninterrupted"],
+                           capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    _, reference = children("uninterrupted")
+    for name in ("adam", "rmsprop-val"):
+        assert [step for step, _ in curve(killed[name])] == list(range(6))
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert curve(killed[name], key) == curve(reference[name], key), (name, key)
+        assert killed[name].data.metrics["final_val_loss"] == reference[name].data.metrics["final_val_loss"]
+    # The comparison is complete: a row for each child, both FINISHED.
+    table = MlflowClient().download_artifacts(parent.info.run_id, "sweep-summary.csv", str(tmp_path))
+    assert open(table).read().count(",FINISHED,") == 2
