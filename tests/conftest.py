@@ -171,6 +171,20 @@ def wait_for_http(url: str, process=None, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
+def descendants(pid: int) -> list[int]:
+    """The ids of every process below ``pid`` (children, their children, ...), from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+    return children + [d for c in children for d in descendants(c)]
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Processes whose command line mentions ``text`` (a temporary folder of one test's own)."""
     found = []

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, all_runs, free_port, make_dataset, restartable_server
+from conftest import PROJECT, Process, all_runs, descendants, free_port, make_dataset, restartable_server
 
 
 def env_for(store, **extra):
@@ -60,25 +60,13 @@ def test_sigterm_during_a_sweep_ends_parent_and_child_killed(store, tmp_path, re
     assert {r.data.tags["fmtrain.error"] for r in runs} == {"killed by SIGTERM"}
 
 
-def _descendants(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry))
-    return children + [d for c in children for d in _descendants(c)]
-
 
 def test_sigterm_to_train_py_under_mlflow_run_tags_the_run(store, tmp_path, real_data_dir):
     job = Process(["mlflow", "run", str(PROJECT), "--env-manager", "local", "--experiment-name", "fashion-mnist",
                    "-P", "limit=2000", "-P", "epochs=50", "-P", "patience=none", "-P", f"data_dir={real_data_dir}"],
                   env=env_for(store), cwd=tmp_path)
     job.expect("Epoch 2/50")
-    (shim,) = [pid for pid in _descendants(job.popen.pid)
+    (shim,) = [pid for pid in descendants(job.popen.pid)
                if b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read()
                and open(f"/proc/{pid}/comm").read().startswith("python")]
     os.kill(shim, signal.SIGTERM)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, make_dataset, restartable_server
+from conftest import PROJECT, Process, descendants, make_dataset, restartable_server
 
 LIMIT = ["--limit", "2000"]
 ES = ["--epochs", "30", "--learning_rate", "0.003"]  # stops early on this subset: best epoch 5, stops at 7
@@ -203,7 +203,7 @@ def test_mlflow_run_with_resume_continues_the_run_its_killed_command_left(place)
 
     job = Process(project(), env=place.env(), cwd=place.folder)
     job.expect("Epoch 4/8")
-    (shim,) = [pid for pid in _descendants(job.popen.pid)
+    (shim,) = [pid for pid in descendants(job.popen.pid)
                if b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read()
                and open(f"/proc/{pid}/comm").read().startswith("python")]
     os.kill(shim, signal.SIGKILL)
@@ -221,18 +221,6 @@ def test_mlflow_run_with_resume_continues_the_run_its_killed_command_left(place)
     (marker,) = [r for r in client.search_runs([experiment]) if r.info.run_id != killed.info.run_id]
     assert marker.data.tags["fmtrain.resumed_run_id"] == killed.info.run_id
 
-
-def _descendants(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry))
-    return children + [d for c in children for d in _descendants(c)]
 
 
 def test_a_run_killed_while_the_server_was_away_resumes_from_the_state_its_journal_kept(place, reference,

@@ -95,13 +95,13 @@ def train(config: TrainConfig, splits: Splits, workdir: str | Path, verbose: int
     batches.set_seed(config.seed)
     model = build_model(config)
     timer = _EpochTimer()
-    # The timer goes last, so that each epoch's seconds include every callback's work.
     data = batches.feed(splits, config.batch_size, config.seed, config.batch_order)
     chapter = build_callbacks(config, str(workdir / CHECKPOINT_FILE))
     first_epoch, epochs = 0, config.epochs
     if resumption is not None:
         first_epoch, epochs = resumption.restore(model, chapter, workdir), resumption.epochs(epochs)
         chapter += resumption.callbacks(chapter)  # after the chapter's, before the logger
+    # The timer comes after the logging callbacks, so that each epoch's seconds include their work.
     callbacks = (data.callbacks + chapter + list(callbacks or []) + [timer] + list(gates or [])
                  + ([record.recorder()] if record is not None else []))
     # Validation changes no weight: its batch size only decides how the mean loss is summed

@@ -15,6 +15,8 @@ SEED_TAG = "fmtrain.seed"
 # On a run whose epochs were computed once by another run's fit() (a sweep's shared epochs,
 # learning/trajectory.py): that run's id.
 EPOCHS_FROM_TAG = "fmtrain.epochs_from"
+# On the run `mlflow run . -P resume=RUN_ID` makes for its command: the run that went on.
+RESUMED_RUN_TAG = "fmtrain.resumed_run_id"
 # MLflow shows this tag as the run's description (Markdown) on the run page.
 DESCRIPTION_TAG = "mlflow.note.content"
 BEST_TAG = "fmtrain.best_run_id"

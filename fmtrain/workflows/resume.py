@@ -67,7 +67,7 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     # A FAILED run without fmtrain's error is one whose process died under `mlflow run`, which
     # ends its run FAILED when the command dies by a signal.
     elif run.status == "FAILED" and error and not error.startswith(PROCESS_LOSS):
-        raise ValueError(f"{label} FAILED on its own ({error or 'no error recorded'}); only a run "
+        raise ValueError(f"{label} FAILED on its own ({error}); only a run "
                          "lost with its process resumes")
     name = run.tags.get(tags.CONFIG_TAG, run.name)
     if config_name is not None and config_name != name:
@@ -172,9 +172,10 @@ def _point_project_run(run_id: str) -> None:
     """Under ``mlflow run . -P resume=RUN_ID``, MLflow made a run of its own for the command: it
     says which run it resumed (the training goes on in that one)."""
     from fmtrain.tracking import logged
+    from fmtrain.tracking.names import DESCRIPTION_TAG, RESUMED_RUN_TAG
 
     project_run = os.environ.get("MLFLOW_RUN_ID")
     if project_run and project_run != run_id:
-        logged.log_batch(project_run, tags={"fmtrain.resumed_run_id": run_id,
-                                            "mlflow.note.content": f"Resumed run {run_id}; its "
-                                                                   "training went on in that run."})
+        logged.log_batch(project_run, tags={RESUMED_RUN_TAG: run_id,
+                                            DESCRIPTION_TAG: f"Resumed run {run_id}; its training "
+                                                             "went on in that run."})

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 
 from fmtrain.errors import WorkerDied, one_line
-from fmtrain.workflows.sweep_jobs import ChildJob
+from fmtrain.workflows.sweep_jobs import ChildJob, own_runs
 
 DEFAULT_MAX_RETRIES = 2
 
@@ -42,12 +42,9 @@ def retrier(groups: list[list[ChildJob]], known: set[str], max_retries: int,
 def _again(job: ChildJob, error: BaseException, known: set[str]) -> ChildJob:
     """``job`` for its next attempt: kept when its run FINISHED, continuing its run when the
     worker left it RUNNING (ended KILLED first), anew when it had none."""
-    from fmtrain.tracking import abandoned, queries, runs
-    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import abandoned, runs
 
-    mine = [child for child in queries.child_states(job.parent_run_id)
-            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
-            and child.tags.get(tags.SEED_TAG) == str(job.seed)]
+    mine = own_runs(job, known)
     attempt = job.attempt + 1
     if not mine:
         return dataclasses.replace(job, attempt=attempt, resume_run_id=None)

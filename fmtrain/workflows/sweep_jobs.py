@@ -127,16 +127,26 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
                        time.perf_counter() - start)
 
 
+def own_runs(job: ChildJob, known: set[str]) -> list:
+    """The runs of ``job``'s (configuration, seed) under its parent that this attempt made or
+    continued (not in ``known``, the children there before, unless it resumes one), oldest first
+    (``tracking.queries.RunState``)."""
+    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
+
+    return [child for child in queries.child_states(job.parent_run_id)
+            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
+            and child.tags.get(tags.SEED_TAG) == str(job.seed)]
+
+
 def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildResult:
     """A child whose task ended without a result: its worker died (killed, out of memory) or it
     raised. Its run, if still RUNNING, ends KILLED (FAILED for an error) with the reason; a child
     that never got a run gets a FAILED one, so that the table shows it."""
-    from fmtrain.tracking import abandoned, queries, runs
+    from fmtrain.tracking import abandoned, runs
     from fmtrain.tracking import names as tags
 
-    mine = [child for child in queries.child_states(job.parent_run_id)
-            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
-            and child.tags.get(tags.SEED_TAG) == str(job.seed)]
+    mine = own_runs(job, known)
     reason = runs.describe_error(error)
     if not mine:
         run_id = runs.failed_child(job.run_name, error, tags={tags.CONFIG_TAG: job.name,
@@ -153,12 +163,9 @@ def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildRe
 def record_family_lost(group: list[ChildJob], error: BaseException, known: set[str]) -> list[ChildResult]:
     """A group whose task ended without a result: its members that FINISHED before are kept,
     the others recorded as ``record_lost`` records a child."""
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries
-
-    finished = {(child.config, child.tags.get(tags.SEED_TAG)): child.run_id
-                for child in queries.child_states(group[0].parent_run_id)
-                if child.run_id not in known and child.status == "FINISHED"}
-    return [ChildResult(finished[(job.name, str(job.seed))], kept=True)
-            if (job.name, str(job.seed)) in finished else record_lost(job, error, known)
-            for job in group]
+    results = []
+    for job in group:
+        mine = own_runs(job, known)
+        results.append(ChildResult(mine[-1].run_id, kept=True) if mine and mine[-1].status == "FINISHED"
+                       else record_lost(job, error, known))
+    return results
