@@ -1,14 +1,19 @@
 """docs/team.md, followed word for word on loopback: PostgreSQL from Debian's package, an `mlflow
 server` on it with proxied artifacts and basic auth, a Ray head and a second Ray node, all through
 scripts/team.sh; then a parallel sweep on the cluster, a registered champion evaluated by alias, a
-search on the cluster, four trainings at once, wrong credentials, and eight simulated trainers for
-30 s (benchmarks/load.py). Everything lives in a temporary folder and is stopped as the page says.
+search on the cluster, four trainings at once, wrong credentials, eight simulated trainers for
+30 s (benchmarks/load.py), and last a sweep whose second node dies under a child. Everything lives
+in a temporary folder and is stopped as the page says.
 """
 
+import contextlib
 import importlib.util
+import json
 import os
+import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,7 +22,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, free_port, kill_processes_mentioning
+from conftest import PROJECT, Process, descendants, free_port, kill_processes_mentioning, processes_mentioning
 
 # docs/team.md's commands, each run as written by `bash -c` from the checkout with the page's
 # variables set (free ports, random passwords); a test checks that the page holds every one.
@@ -201,3 +206,98 @@ def test_eight_simulated_trainers_for_30_s_get_no_error_and_lose_nothing(team, a
     assert len(result["runs"]) >= 8  # every trainer finished at least the run in hand
     assert load.verify(url, auth, result["runs"], epochs=20) == []
     print(load.table([result], {8: 0}))
+
+
+def node_processes(team: dict, name: str) -> set[int]:
+    """Every process of the team's Ray node ``name`` (ray-head, ray-node), found as
+    `scripts/team.sh stop` finds them: the process group whose leader is in $TEAM/NAME.pid, and
+    the processes under its own folder; and the leader's descendants (its Ray workers)."""
+    leader = int(Path(team["TEAM"], f"{name}.pid").read_text().split()[0])
+    group = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.getpgid(int(entry)) == leader:
+                group.add(int(entry))
+    return {leader, *group, *descendants(leader), *processes_mentioning(f"{team['TEAM']}/{name}")}
+
+
+def kill_node(team: dict, name: str) -> set[int]:
+    """SIGKILL each process of the node ``name``, as a machine that dies; return their ids. Its
+    process group first (its raylet, which could otherwise report its workers' deaths), then the
+    rest (each worker has a process group of its own)."""
+    leader, found = int(Path(team["TEAM"], f"{name}.pid").read_text().split()[0]), node_processes(team, name)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
+    killed = set()
+    for more in (found, node_processes(team, name)):  # again, for any process started meanwhile
+        for pid in more - killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+    return killed
+
+
+# Ray prefixes each worker's lines with its task and process: "(adam pid=1234) Epoch 2/6".
+WORKER_LINE = re.compile(r"\((\S+) pid=(\d+)(?:, ip=[^)]*)?\) ")
+
+
+def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(team, alice, tmp_path,
+                                                                              real_data_dir):
+    """Last in this file: it kills the second node (SIGKILL to each of its own processes, as a
+    machine that dies; `ray stop` would end both loopback nodes), and starts it again after."""
+    # Three children at once on the three CPUs (the head's two, the node's one): one trains on the
+    # node. 8,000 images: an epoch lasts long enough for the kill to land.
+    configs = "rmsprop-val,adam,dropout"
+    sweep = (f"fmtrain sweep --configs {configs} --workers 3 --limit 10000 --epochs 6 --backend tensorflow "
+             f"--data_dir {real_data_dir}")
+    job = Process(["bash", "-c", f"{member(team)} && {sweep} --experiment twonode"], env=team, cwd=tmp_path)
+    try:
+        while True:  # the child the second node trains, once its first epoch is done
+            name, worker = WORKER_LINE.search(job.expect("Epoch 2/6")).groups()
+            if int(worker) in node_processes(team, "ray-node"):
+                break
+        node = kill_node(team, "ray-node")
+        job.expect(f"{name}: worker died (its Ray node died: ")  # as Ray reports it
+        while True:  # the child's next line from a worker of the head node, alive and training it
+            again = WORKER_LINE.search(job.expect(f"({name} pid="))
+            if again and int(again.group(2)) not in node:
+                break
+        assert int(again.group(2)) in node_processes(team, "ray-head")
+        assert job.wait(timeout=600) == 0, "\n".join(job.lines[-20:] + job.err[-20:])
+    finally:
+        if job.popen.poll() is None:
+            os.killpg(job.popen.pid, signal.SIGKILL)
+        restarted = shell(RAY_NODE, team, cwd=PROJECT, timeout=300)  # for whatever test runs after
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    retry = [line for line in job.lines if line.startswith(f"{name}: worker died")]
+    assert len(retry) == 1 and retry[0].endswith("retry 1 of 2, from the last completed epoch"), retry
+    assert sorted(os.listdir(tmp_path)) == []  # no shared disk: the state went through the server
+
+    runs = alice.search_runs([alice.get_experiment_by_name("twonode").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == sorted(configs.split(","))
+    for run in (parent, *children.values()):
+        assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
+    killed = children[name]  # the same run, continued
+    assert "fmtrain.error" not in killed.data.tags
+    (resume,) = json.loads(killed.data.tags["fmtrain.resumes"])
+    assert resume["why"].startswith("WorkerDied: its Ray node died") and resume["from_epoch"] >= 1, resume
+    assert int(killed.data.tags["fmtrain.process"].rpartition(":")[2]) == int(again.group(2))
+    assert {"model-whole.keras", "history.csv"} <= {a.path for a in alice.list_artifacts(killed.info.run_id)}
+    def curve(run, key="val_loss"):
+        return sorted((m.step, m.value) for m in alice.get_metric_history(run.info.run_id, key))
+
+    assert [step for step, _ in curve(killed)] == list(range(6))
+    table = alice.download_artifacts(parent.info.run_id, "sweep-summary.csv", str(tmp_path))
+    assert open(table).read().count(",FINISHED,") == 3
+
+    # The same child never killed, trained in this process: the same per-epoch losses.
+    whole = shell(f"{member(team)} && {sweep.replace(configs, name).replace('--workers 3', '--workers 1')} "
+                  "--quiet --experiment twonode-whole", team, cwd=tmp_path, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    (reference,) = [r for r in alice.search_runs([alice.get_experiment_by_name("twonode-whole").experiment_id])
+                    if "mlflow.parentRunId" in r.data.tags]
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert curve(killed, key) == curve(reference, key), key
+    assert killed.data.metrics["final_val_loss"] == reference.data.metrics["final_val_loss"]

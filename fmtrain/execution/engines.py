@@ -238,8 +238,9 @@ class RayEngine:
         except exceptions.RayTaskError as error:  # the function raised: its own error
             cause = getattr(error, "cause", None)
             return Outcome(index, error=cause if isinstance(cause, BaseException) else WorkerDied(one_line(error)))
-        except exceptions.RayError as error:  # the worker died: killed, out of memory
-            return Outcome(index, error=WorkerDied(f"its Ray worker process died: {one_line(error)}"))
+        except exceptions.RayError as error:  # the worker died (killed, out of memory) or its node
+            what = "node" if isinstance(error, exceptions.NodeDiedError) else "worker process"
+            return Outcome(index, error=WorkerDied(f"its Ray {what} died: {one_line(error)}"))
 
     def _cancel(self, refs: list, received: list[int]) -> None:
         """Cancel the tasks of ``refs``. Each running task gets what a Ctrl-C is to its worker:
