@@ -131,7 +131,7 @@ def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resu
               help="the alias --register_best sets [default: champion]")
 @setting_options
 def tune_command(config, space_path, show_space, trials, max_concurrent, time_budget, ray_address,
-                 data_dir, experiment, quiet, register_best, alias, **settings):
+                 max_retries, data_dir, experiment, quiet, register_best, alias, **settings):
     """Search the settings (Optuna's TPE on Ray Tune, ASHA stopping poor trials): one parent run,
     a nested run per trial. --seed seeds the sampler and every trial's training."""
     from fmtrain.cli import output
@@ -148,7 +148,7 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
                               trials_wanted=trials, max_concurrent=max_concurrent,
                               time_budget=time_budget, ray_address=ray_address, data_dir=data_dir,
                               experiment=experiment, register_best=register_best, alias=alias,
-                              verbose=0 if quiet else 2, echo=click.echo)
+                              max_retries=max_retries, verbose=0 if quiet else 2, echo=click.echo)
     click.echo(output.search_report(outcome, register_best, alias))
     problems = output.search_problems(outcome, register_best)
     for problem in problems:

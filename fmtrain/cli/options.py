@@ -100,13 +100,19 @@ def engine_options(command):
                           "after another in this process [default: 2 with Ray installed "
                           "(pip install '.[ray]' in fmtrain's checkout), else 1]"),
         ray_address_option("train the children"),
-        click.option(*option_names("max_retries"), "max_retries", type=click.IntRange(min=0), default=2,
-                     show_default=True, metavar="N",
-                     help="a child whose Ray worker dies is tried again on a live worker, from its "
-                          "last completed epoch in the same run, up to N times"),
+        max_retries_option("child"),
     ]):
         command = decorator(command)
     return command
+
+
+def max_retries_option(what: str):
+    """``--max_retries`` (``--max-retries``): how often a ``what`` whose Ray worker died is tried
+    again."""
+    return click.option(*option_names("max_retries"), "max_retries", type=click.IntRange(min=0), default=2,
+                        show_default=True, metavar="N",
+                        help=f"a {what} whose Ray worker dies is tried again on a live worker, from its "
+                             "last completed epoch in the same run, up to N times")
 
 
 def ray_address_option(what: str):
@@ -135,6 +141,7 @@ def search_options(command):
                      help="stop the search after this long: running trials end FINISHED, tagged "
                           "as stopped by the budget"),
         ray_address_option("run the trials"),
+        max_retries_option("trial"),
     ]):
         command = decorator(command)
     return command

@@ -18,6 +18,11 @@ running trial only on a signal or an error; ``cleanup()`` then tells the thread 
 it, and the driver ends whatever run is left RUNNING. Function trainables could not do this: Tune
 leaves their thread behind when it ends the worker, and it kills workers still stopping 5 s after
 a search ends.
+
+A trial whose worker process (or node) dies is run again by Tune on a live worker
+(``FailureConfig``, up to ``max_retries`` times). The trial continues its own run from the state
+in the store (``workflows.search_trial``), so Tune keeps no checkpoint. A trial whose training
+failed reports its error as its last result instead of raising it: it is not run again.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from fmtrain.execution import engines, raystart, signals
-from fmtrain.tuning.trainable import Trial
+from fmtrain.tuning.trainable import EPOCHS_DONE, FAILED, Trial
 from fmtrain.tuning.verdicts import Verdict
 
 # Import this module after raystart.ray_environment(): Ray reads its variables when imported.
@@ -110,12 +115,19 @@ class _Search(OptunaSearch):
             self.suggested += 1
         return config
 
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        if result and FAILED in result:  # its training failed: Optuna records the trial failed
+            result, error = None, True
+        super().on_trial_complete(trial_id, result, error)
+
 
 class _Asha(ASHAScheduler):
     """ASHA whose verdicts are recorded for the trials to act on, not carried out by Tune."""
 
     def __init__(self, verdicts, max_epochs: int, **options):
-        super().__init__(max_t=max_epochs + 1, **options)  # the last result is the run's end
+        # Time is epochs trained: the run's end (no epoch) is no rung's, and a trial run again
+        # after its worker died is judged at the same epochs as one never interrupted.
+        super().__init__(time_attr=EPOCHS_DONE, max_t=max_epochs + 1, **options)
         self.verdicts = verdicts
 
     def on_trial_result(self, tune_controller, trial, result):
@@ -157,8 +169,8 @@ class _StopAll(tune.Stopper):
 class _Progress(tune.Callback):
     """A line as each trial ends, and how each ended, for the driver."""
 
-    def __init__(self, verdicts, echo: Callable[[int, TrialEnd], None]):
-        self.verdicts, self.echo = verdicts, echo
+    def __init__(self, verdicts, echo: Callable[[int, TrialEnd], None], retried: Callable[[int, int], None]):
+        self.verdicts, self.echo, self.retried = verdicts, echo, retried
         self.ends: dict[str, TrialEnd] = {}
 
     def _end(self, trial, error: str | None = None) -> None:
@@ -177,7 +189,11 @@ class _Progress(tune.Callback):
         self.echo(len(self.ends), end)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._end(trial)
+        self._end(trial, (trial.last_result or {}).get(FAILED))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """Its worker died and Tune runs it again (FailureConfig): the trial goes on in its run."""
+        self.retried(int(trial.config.get(TRIAL_NUMBER_KEY, -1)), trial.num_failures)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         try:
@@ -189,8 +205,7 @@ class _Progress(tune.Callback):
 
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    last = lines[-1] if lines else str(text)
-    return last.split("TrialFailed: ", 1)[-1]
+    return lines[-1] if lines else str(text)
 
 
 @contextlib.contextmanager
@@ -204,21 +219,26 @@ def started(placement: engines.Placement, env: dict[str, str]):
 
 def search(function: Callable, job, shared, *, storage: str, distributions: dict, trials: int,
            placement: engines.Placement, seed: int, max_epochs: int, time_budget: float | None,
-           echo: Callable[[int, TrialEnd], None]) -> tuple[list[TrialEnd], int | None]:
+           max_retries: int, echo: Callable[[int, TrialEnd], None],
+           retried: Callable[[int, int], None]) -> tuple[list[TrialEnd], int | None]:
     """Run ``trials`` trials of ``function`` (at most ``placement.workers`` at once) and return
     how each ended, in the order they ended, and the signal that stopped the search, if any.
 
     Call it inside ``started()``, whose folder is ``storage``. Each trial calls
     ``function(job, settings, shared, gate)``, in a Ray worker process of its
     own, with the settings Optuna's TPE sampler (seeded with ``seed``) suggested and the trial's
-    Optuna number under TRIAL_NUMBER_KEY.
+    Optuna number under TRIAL_NUMBER_KEY. A trial whose worker process dies is run again on a
+    live worker, up to ``max_retries`` times (Tune's FailureConfig; ``retried(number, attempt)``
+    is told), with the same settings: ``function`` continues its run.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Tune's own SIGINT handling, progress tables and result files are not wanted: the command
     # handles signals itself and prints a line per trial, and MLflow is the record.
+    # A failed trial's last result holds its error, not val_loss: not an error of the search's.
     for name, value in (("TUNE_DISABLE_SIGINT_HANDLER", "1"), ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
+                        ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1"),
                         ("RAY_AIR_NEW_OUTPUT", "0"), ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")):
         os.environ.setdefault(name, value)
     for name in ("ray.tune", "ray.train", "ray.air"):
@@ -230,9 +250,9 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
             _Search(verdicts, space=distributions, metric="val_loss", mode="min",
                     sampler=optuna.samplers.TPESampler(seed=seed)),
             max_concurrent=placement.workers)
-        scheduler = _Asha(verdicts, max_epochs, time_attr="training_iteration", metric="val_loss",
-                          mode="min", grace_period=GRACE_EPOCHS, reduction_factor=REDUCTION_FACTOR)
-        progress = _Progress(verdicts, echo)
+        scheduler = _Asha(verdicts, max_epochs, metric="val_loss", mode="min", grace_period=GRACE_EPOCHS,
+                          reduction_factor=REDUCTION_FACTOR)
+        progress = _Progress(verdicts, echo, retried)
         trainable = tune.with_resources(
             tune.with_parameters(Trial, function=function, job=job, shared=shared, verdicts=verdicts),
             {"cpu": placement.threads})
@@ -244,6 +264,6 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
                                       stop=_StopAll(received, verdicts, time_budget),
                                       callbacks=[progress],
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                                      failure_config=tune.FailureConfig(max_failures=0)))
+                                      failure_config=tune.FailureConfig(max_failures=max_retries)))
         tuner.fit()
     return list(progress.ends.values()), (received[0] if received else None)

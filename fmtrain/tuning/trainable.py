@@ -18,6 +18,10 @@ from fmtrain.tracking import monitoring
 from fmtrain.tuning.verdicts import Gate
 
 CLEANUP_SECONDS = 20.0
+# Result keys: epochs trained so far (ASHA's time, which a trial run again after its worker died
+# continues from its last completed epoch), and the error of a trial whose training failed.
+EPOCHS_DONE = "epochs_done"
+FAILED = "trial_error"
 
 
 class Trial(tune.Trainable):
@@ -58,10 +62,12 @@ class Trial(tune.Trainable):
         item = self.gate.results.get()
         if item[0] == "epoch":
             _, epoch, metrics, self.last = item
-            return {**metrics, "epoch": epoch, "last_epoch": self.last}
+            return {**metrics, "epoch": epoch, EPOCHS_DONE: epoch + 1, "last_epoch": self.last}
         self.thread.join()
         if self.error is not None:
-            raise TrialFailed(one_line(self.error))
+            # Reported, not raised: Tune runs a trial again (FailureConfig) when its worker dies,
+            # never when its own training failed, which would fail again.
+            return {FAILED: one_line(self.error), "done": True}
         return {**(self.outcome or {}), **stopped, "done": True}
 
     def cleanup(self):
@@ -70,7 +76,3 @@ class Trial(tune.Trainable):
             # The thread stops at the end of its current step and ends its run; one that does
             # not in time is left to the driver, which ends its run.
             self.thread.join(timeout=CLEANUP_SECONDS)
-
-
-class TrialFailed(RuntimeError):
-    """A trial's run failed; its run is ended FAILED by its own code."""

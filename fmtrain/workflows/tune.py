@@ -9,7 +9,6 @@ time budget) ends FINISHED at that epoch, tagged, with its curves so far.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import time
@@ -19,26 +18,18 @@ from dataclasses import dataclass
 from fmtrain.analysis import tables
 from fmtrain.errors import RunStopped, Stopped, signal_description
 from fmtrain.execution import engines, raystart, signals
-from fmtrain.learning import backend, configs, data
+from fmtrain.learning import configs, data
 from fmtrain.tuning import space, trials
 from fmtrain.tuning.trials import TrialRow
-from fmtrain.workflows.train import register_finished, train_run
+from fmtrain.workflows.retries import DEFAULT_MAX_RETRIES
+from fmtrain.workflows.search_trial import TrialJob, plain, run_trial
+from fmtrain.workflows.train import register_finished
 
 SPACE_FILE = "space.json"
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 HISTORY_FIGURE = "optimisation-history.png"
 IMPORTANCE_FIGURE = "param-importance.png"
-
-
-@dataclass(frozen=True)
-class TrialJob:
-    """What every trial of one search shares; small and picklable (a Ray worker receives it)."""
-
-    base: configs.TrainConfig
-    config_name: str
-    parent_run_id: str
-    verbose: int = 0
 
 
 @dataclass
@@ -54,44 +45,11 @@ class SearchOutcome:
     link: object = None  # fmtrain.tracking.ui.UiLink
 
 
-def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
-    """One trial, in a Ray worker: ``train_run`` with ``settings``, waiting at ``gate`` after each
-    epoch; returns the kept model's final scores (the search's objective is final val_loss)."""
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import runs
-    from fmtrain.tuning import engine
-    from fmtrain.tuning.verdicts import gate_callback
-
-    settings = dict(settings)
-    number = int(settings.pop(engine.TRIAL_NUMBER_KEY))
-    config = dataclasses.replace(job.base, **{key: _plain(value) for key, value in settings.items()})
-
-    def stopped(verdict) -> None:
-        marks = {tags.STOPPED_BY_TAG: "time budget" if verdict.kind == "budget" else "pruned"}
-        if verdict.kind == "pruned":
-            marks.update({tags.PRUNED_TAG: "true", tags.PRUNED_EPOCH_TAG: str(verdict.epoch)})
-        runs.tag_active(marks)
-
-    backend.use(config.backend)  # Keras on the trial's backend, imported quietly, before the gate's callback
-    outcome = train_run(config, job.config_name, splits, parent_run_id=job.parent_run_id,
-                        verbose=job.verbose, run_name=f"trial-{number:02d}",
-                        tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
-                        gates=[gate_callback(gate, stopped)])
-    scores = outcome.result.scores
-    return {"val_loss": scores.final_val_loss, "val_accuracy": scores.final_val_accuracy,
-            "run_id": outcome.run_id}
-
-
-def _plain(value):
-    """Optuna's numpy scalars as Python's, so that settings print and compare as the CLI's."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, space_path=None,
                trials_wanted: int = 30, max_concurrent: int | None = None,
                time_budget: float | None = None, ray_address: str | None = None, data_dir=None,
                experiment: str | None = None, register_best: str | None = None,
-               alias: str | None = None, verbose: int = 0,
+               alias: str | None = None, verbose: int = 0, max_retries: int = DEFAULT_MAX_RETRIES,
                echo: Callable[[str], None] = print) -> SearchOutcome:
     """``fmtrain tune``: check everything, then run the search under one parent run.
 
@@ -157,14 +115,18 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
             if end.error is not None:  # the run holds the error as its own code recorded it
                 with contextlib.suppress(Exception):
                     end.error = _trial_error(parent_id, end.number) or end.error
-            settings = {name: configs.format_value(_plain(end.config.get(name))) for name in names}
+            settings = {name: configs.format_value(plain(end.config.get(name))) for name in names}
             echo(trials.trial_line(count, trials_wanted, end.number, settings, trials.trial_end_text(end)))
+
+        def retried(number: int, attempt: int) -> None:
+            echo(f"trial-{number:02d}: worker died (its Ray worker process died); retry {attempt} of "
+                 f"{max_retries}, from the last completed epoch")
 
         try:
             _, signum = engine.search(
                 run_trial, job, splits, storage=storage, distributions=space.optuna_distributions(searched),
-                trials=trials_wanted, placement=placement, seed=base.seed,
-                max_epochs=base.epochs, time_budget=time_budget, echo=show)
+                trials=trials_wanted, placement=placement, seed=base.seed, max_epochs=base.epochs,
+                time_budget=time_budget, max_retries=max_retries, echo=show, retried=retried)
         except BaseException as error:  # whatever happened, no trial's run is left RUNNING
             stop, lost = (error.signum if isinstance(error, Stopped) else None), []
             with contextlib.suppress(Exception):  # the search's own error is the one to report
