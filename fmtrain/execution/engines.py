@@ -33,7 +33,7 @@ CANCEL_GRACE_SECONDS = 60.0
 @dataclass
 class Outcome:
     """A job that completed: its position among the jobs and what the function returned, or the
-    error that ended it (the function's own, or WorkerDied when its worker process died)."""
+    error that ended it (the function's own, or WorkerDied when its worker process or node died)."""
 
     index: int
     value: object = None
