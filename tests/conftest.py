@@ -84,6 +84,14 @@ def all_runs(experiment: str = "fashion-mnist"):
     return mlflow.search_runs(experiment_names=[experiment], output_format="list")
 
 
+def curve(run, key: str = "val_loss", client=None) -> list[tuple[int, float]]:
+    """A run's metric ``key`` as (step, value) pairs, in step order (then the order logged)."""
+    from mlflow.tracking import MlflowClient
+
+    history = (client or MlflowClient()).get_metric_history(run.info.run_id, key)
+    return [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+
+
 class Process:
     """A command started as a user would, whose output lines a test can wait on."""
 

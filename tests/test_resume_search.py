@@ -10,7 +10,7 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from conftest import Process, all_runs, ray_env
+from conftest import Process, all_runs, curve, ray_env
 
 # One trial (ASHA has no other to prune it for); 8,000 training images, so that the kill lands
 # while the trial trains.
@@ -25,20 +25,18 @@ def trials(experiment):
                           key=lambda r: r.info.start_time)
 
 
-def curve(run, key="val_loss"):
-    return [(m.step, m.value) for m in sorted(MlflowClient().get_metric_history(run.info.run_id, key),
-                                              key=lambda m: (m.step, m.timestamp))]
-
-
-def first_trial_training(timeout: float = 300):
+def first_trial_training(job, timeout: float = 300):
     """The first trial's run once it has logged an epoch: (run id, its worker's pid)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and job.popen.poll() is None:
         for run in all_runs("killed") if MlflowClient().get_experiment_by_name("killed") else []:
             if run.data.tags.get("fmtrain.tune.trial") == "0" and "val_loss" in run.data.metrics:
                 return run.info.run_id, int(run.data.tags["fmtrain.process"].rpartition(":")[2])
         time.sleep(0.2)
-    raise AssertionError(f"trial 0 logged no epoch in {timeout} s")
+    if job.popen.poll() is None:
+        os.killpg(job.popen.pid, signal.SIGKILL)  # the search and its Ray; ray_tmp ends the rest
+    job.wait()
+    raise AssertionError("trial 0 logged no epoch:\n" + "\n".join(job.lines[-20:] + job.err[-20:]))
 
 
 def test_a_trial_whose_worker_is_killed_resumes_in_its_run_as_never_killed(store, tmp_path, real_data_dir,
@@ -46,7 +44,7 @@ def test_a_trial_whose_worker_is_killed_resumes_in_its_run_as_never_killed(store
     data = ["--data_dir", str(real_data_dir), "--quiet"]
     job = Process(["fmtrain", "tune", "--trials", "1", *SETTINGS, *data, "--experiment", "killed"],
                   env=ray_env(store, ray_tmp), cwd=tmp_path)
-    run_id, worker = first_trial_training()
+    run_id, worker = first_trial_training(job)
     os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
     assert job.wait() == 0, "\n".join(job.lines[-20:] + job.err[-20:])
     assert "trial-00: worker died (its Ray worker process died); retry 1 of 2, from the last completed epoch" \

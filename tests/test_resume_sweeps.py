@@ -9,7 +9,7 @@ import subprocess
 
 from mlflow.tracking import MlflowClient
 
-from conftest import Process, all_runs, ray_env
+from conftest import Process, all_runs, curve, ray_env
 
 # 8,000 training images: an epoch lasts long enough for the kill to land while adam trains.
 COMMON = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "10000", "--epochs", "6",
@@ -20,11 +20,6 @@ def children(experiment):
     runs = all_runs(experiment)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return parent, {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-
-
-def curve(run, key="val_loss"):
-    return [(m.step, m.value) for m in sorted(MlflowClient().get_metric_history(run.info.run_id, key),
-                                              key=lambda m: (m.step, m.timestamp))]
 
 
 def test_a_child_whose_worker_is_killed_resumes_on_a_live_worker_as_never_killed(store, tmp_path, real_data_dir,

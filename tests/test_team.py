@@ -22,7 +22,15 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, descendants, free_port, kill_processes_mentioning, processes_mentioning
+from conftest import (
+    PROJECT,
+    Process,
+    curve,
+    descendants,
+    free_port,
+    kill_processes_mentioning,
+    processes_mentioning,
+)
 
 # docs/team.md's commands, each run as written by `bash -c` from the checkout with the page's
 # variables set (free ports, random passwords); a test checks that the page holds every one.
@@ -285,10 +293,7 @@ def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(t
     assert resume["why"].startswith("WorkerDied: its Ray node died") and resume["from_epoch"] >= 1, resume
     assert int(killed.data.tags["fmtrain.process"].rpartition(":")[2]) == int(again.group(2))
     assert {"model-whole.keras", "history.csv"} <= {a.path for a in alice.list_artifacts(killed.info.run_id)}
-    def curve(run, key="val_loss"):
-        return sorted((m.step, m.value) for m in alice.get_metric_history(run.info.run_id, key))
-
-    assert [step for step, _ in curve(killed)] == list(range(6))
+    assert [step for step, _ in curve(killed, client=alice)] == list(range(6))
     table = alice.download_artifacts(parent.info.run_id, "sweep-summary.csv", str(tmp_path))
     assert open(table).read().count(",FINISHED,") == 3
 
@@ -299,5 +304,5 @@ def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(t
     (reference,) = [r for r in alice.search_runs([alice.get_experiment_by_name("twonode-whole").experiment_id])
                     if "mlflow.parentRunId" in r.data.tags]
     for key in ("loss", "val_loss", "val_accuracy"):
-        assert curve(killed, key) == curve(reference, key), key
+        assert curve(killed, key, alice) == curve(reference, key, alice), key
     assert killed.data.metrics["final_val_loss"] == reference.data.metrics["final_val_loss"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmtrain.learning import backend, configs, data
+from fmtrain.learning.scores import Scores
 from fmtrain.workflows import resume
 from fmtrain.workflows.train import train_run
 
@@ -63,9 +64,13 @@ def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
                             verbose=job.verbose, run_name=f"trial-{number:02d}",
                             tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
                             gates=[gate_callback(gate, stopped)], resume_from=point)
-    scores = outcome.result.scores
-    return {"val_loss": scores.final_val_loss, "val_accuracy": scores.final_val_accuracy,
-            "run_id": outcome.run_id}
+    return _objective(outcome.run_id, outcome.result.scores)
+
+
+def _objective(run_id: str, scores: Scores) -> dict:
+    """What a trial reports at its end: its kept model's final scores (the search's objective is
+    final val_loss) and its run."""
+    return {"val_loss": scores.final_val_loss, "val_accuracy": scores.final_val_accuracy, "run_id": run_id}
 
 
 def _earlier_run(job: TrialJob, number: int, config: configs.TrainConfig, splits: data.Splits,
@@ -80,9 +85,8 @@ def _earlier_run(job: TrialJob, number: int, config: configs.TrainConfig, splits
         return None, None
     run = mine[-1]
     if run.status == "FINISHED":
-        (record,) = [r for r in queries.child_records(job.parent_run_id) if r.run_id == run.run_id]
-        return {"val_loss": record.scores.final_val_loss, "val_accuracy": record.scores.final_val_accuracy,
-                "run_id": run.run_id}, None
+        (record,) = queries.fetch_records([run.run_id])
+        return _objective(run.run_id, record.scores), None
     abandoned.end_left_open(run.run_id, "KILLED", WORKER_DIED, run.name)
     return None, resume.child_point(run.run_id, config, splits, folder)
 
