@@ -51,11 +51,20 @@ def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
                               tags_list=[None] * len(inputs))
             break
         except mlflow.exceptions.MlflowException as error:
-            # Two runs of a sqlite store (a sweep's workers) that log a new dataset at the same
+            # Two runs (a sweep's workers, a team's members) that log a new dataset at the same
             # moment both try to create it; the one that loses finds it made on a second try.
-            if attempt or "UNIQUE constraint failed: datasets" not in str(error):
+            if attempt or not _made_meanwhile(error):
                 raise
     return digests
+
+
+# How each store MLflow supports words the loss of that race: sqlite, and PostgreSQL (through the
+# tracking server, whose REST error quotes the database's).
+_ALREADY_MADE = ("UNIQUE constraint failed: datasets", 'unique constraint "dataset_pk"')
+
+
+def _made_meanwhile(error: Exception) -> bool:
+    return any(words in str(error) for words in _ALREADY_MADE)
 
 
 def split_inputs(splits: data.Splits) -> list[DataInput]:
