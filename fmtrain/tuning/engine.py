@@ -19,6 +19,9 @@ it, and the driver ends whatever run is left RUNNING. Function trainables could 
 leaves their thread behind when it ends the worker, and it kills workers still stopping 5 s after
 a search ends.
 
+A worker that ends a trial takes the next one (``reuse_actors``; ``Trial.reset_config``), so
+TensorFlow and MLflow are imported once per worker, not once per trial.
+
 A trial whose worker process (or node) dies is run again by Tune on a live worker
 (``FailureConfig``, up to ``max_retries`` times). The trial continues its own run from the state
 in the store (``workflows.search_trial``), so Tune keeps no checkpoint. A trial whose training
@@ -259,7 +262,7 @@ def search(function: Callable, job, shared, *, storage: str, distributions: dict
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
-                                        reuse_actors=False),
+                                        reuse_actors=True),
             run_config=tune.RunConfig(storage_path=storage, name="search", verbose=0,
                                       stop=_StopAll(received, verdicts, time_budget),
                                       callbacks=[progress],

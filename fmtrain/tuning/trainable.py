@@ -28,16 +28,29 @@ class Trial(tune.Trainable):
     """One trial: ``function(job, settings, shared, gate)`` in a thread, one epoch per step."""
 
     def setup(self, config, function=None, job=None, shared=None, verdicts=None):
-        self.gate, self.verdicts = Gate(), verdicts
+        self.function, self.job, self.shared, self.verdicts = function, job, shared, verdicts
+        monitoring.name_node()  # the trial's system metrics say which machine they measure
+        self._start(config)
+
+    def reset_config(self, new_config):
+        """A worker kept for the search's next trial (``reuse_actors``): the last trial's thread
+        is ended as ``cleanup()`` ends it, and the new trial's starts. The worker's imports
+        (TensorFlow, MLflow) and the data it holds serve every trial it trains."""
+        self._end_thread()
+        self._start(new_config)
+        return True
+
+    def _start(self, config):
+        self.gate = Gate()
         self.outcome: dict | None = None
         self.error: BaseException | None = None
         self.stepped, self.last = False, False
+        self.running = self.trial_id  # a reused worker's trial_id is the next trial's from reset
         settings = dict(config)
-        monitoring.name_node()  # the trial's system metrics say which machine they measure
 
         def run():
             try:
-                self.outcome = function(job, settings, shared, self.gate)
+                self.outcome = self.function(self.job, settings, self.shared, self.gate)
             except BaseException as error:  # noqa: BLE001 - handed to step(), which reports it
                 self.error = error
             finally:
@@ -71,8 +84,11 @@ class Trial(tune.Trainable):
         return {**(self.outcome or {}), **stopped, "done": True}
 
     def cleanup(self):
+        self._end_thread()
+
+    def _end_thread(self):
         if self.thread.is_alive():
-            self.gate.stop(ray.get(self.verdicts.why.remote(self.trial_id), timeout=30))
+            self.gate.stop(ray.get(self.verdicts.why.remote(self.running), timeout=30))
             # The thread stops at the end of its current step and ends its run; one that does
             # not in time is left to the driver, which ends its run.
             self.thread.join(timeout=CLEANUP_SECONDS)
