@@ -187,6 +187,20 @@ def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir, ray_tm
     assert found["first"] == found["second"]  # the same settings, trial by trial, and the same losses
     assert len({json.dumps(settings) for settings, _ in found["first"]}) == 2
 
+    # One trial at a time: trial 1 ran in the worker trial 0 ended in (reuse_actors), and trains
+    # there exactly as `fmtrain train` does in a process of its own.
+    _, trials = parent_and_trials("first")
+    assert trials[1].data.tags["fmtrain.process"] == trials[0].data.tags["fmtrain.process"]
+    chosen = [part for name in SPACE_NAMES for part in (f"--{name}", trials[1].data.params[name])]
+    alone = subprocess.run(["fmtrain", "train", "--backend", "tensorflow", "--seed", "7", "--quiet",
+                            "--experiment", "alone", *chosen, *small],
+                           capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    (reference,) = all_runs("alone")
+    assert trials[1].data.params == reference.data.params
+    for key in ("final_val_loss", "final_val_accuracy", "stopped_epoch"):
+        assert trials[1].data.metrics[key] == reference.data.metrics[key], key
+
 
 def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tmp_path, real_data_dir, ray_tmp):
     # SGD at learning rate 1e12 turns the loss into NaN in the first epoch; 0.01 trains on.

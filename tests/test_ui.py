@@ -207,36 +207,20 @@ def choose_columns(driver, show=(), hide=()) -> None:
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
 
 
-def hide_columns_starting(driver, prefix: str) -> int:
-    """Columns -> untick every column whose name starts with ``prefix``; how many were ticked."""
-    wait_for(driver, "//button[normalize-space()='Columns']").click()
-    wait_for(driver, "//div[contains(@class,'tree-treenode')]")
-    search = driver.find_elements(By.XPATH, "//input[@placeholder='Search columns']")
-    if search:
-        search[0].send_keys(Keys.CONTROL, "a", Keys.DELETE, prefix)
-    wait_for(driver, f"//div[contains(@class,'tree-treenode')][starts-with(normalize-space(.), '{prefix}')]")
-    hidden = 0
-    for node in driver.find_elements(
-            By.XPATH, f"//div[contains(@class,'tree-treenode')][starts-with(normalize-space(.), '{prefix}')]"):
-        box = node.find_element(By.XPATH, ".//span[contains(@class,'tree-checkbox')]")
-        if "tree-checkbox-checked" in box.get_attribute("class"):
-            box.click()
-            hidden += 1
-    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-    return hidden
-
-
 def image_loaded(driver, element) -> bool:
     return bool(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", element))
 
 
-def save_screenshot(driver, name: str) -> None:
-    """README's screenshot docs/NAME, when asked for, kept small (a 256-colour palette)."""
+def save_screenshot(driver, name: str, width: int | None = None) -> None:
+    """README's screenshot docs/NAME, when asked for, kept small (a 256-colour palette); ``width``
+    crops it to that many pixels from the left."""
     if not UPDATE_SCREENSHOTS:
         return
     from PIL import Image
 
     image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    if width is not None:
+        image = image.crop((0, 0, min(width, image.width), image.height))
     target = PROJECT / "docs" / name
     target.parent.mkdir(exist_ok=True)
     image.quantize(colors=256).save(target, optimize=True)
@@ -429,14 +413,18 @@ def test_the_models_page_shows_final_metrics_and_the_registered_champion(page, s
             # The kept model's final value: its epoch's val_loss is final_val_loss, not epoch 0's.
             expected = story.final(name, "final_val_loss" if key == "val_loss" else key)
             assert float(shown) == pytest.approx(expected, rel=1e-5), (name, key, shown)
-    # The screenshot ends at the last metric the chapter reads: the system metrics' columns,
-    # which follow it, are hidden.
-    assert hide_columns_starting(page, "system/")
     page.execute_script("arguments[0].scrollLeft = 0", viewport)
     column("val_loss")  # rendered; then scrolled to the left edge
     header = page.find_element(By.XPATH, "//div[contains(@class,'ag-header-cell')][normalize-space()='val_loss']")
     page.execute_script("arguments[1].scrollLeft = arguments[0].offsetLeft", header, viewport)
-    save_screenshot(page, "ui-models.png")
+    # The screenshot ends after the last column shown whole, not inside the next one.
+    whole = page.execute_script(
+        "const edge = arguments[0].getBoundingClientRect().right;"
+        "const rights = [...document.querySelectorAll('.ag-header-cell')]"
+        "  .map(cell => cell.getBoundingClientRect().right).filter(right => right <= edge);"
+        "return Math.max(...rights) * window.devicePixelRatio;", viewport)
+    assert whole > header.location["x"]
+    save_screenshot(page, "ui-models.png", width=int(whole) + 8)
 
     # The registry: the champion alias on the version, whose description tells its story.
     page.execute_script("arguments[0].scrollLeft = 0", viewport)
