@@ -293,6 +293,12 @@ def model_server(registered_model):
         log.close()
 
 
+# The `mlflow server`s the tests start run no MLflow job runner (its huey consumers serve GenAI
+# scorers and trace roll-ups, which fmtrain never asks for), as scripts/team.sh's server runs
+# none: four fewer processes, each importing MLflow, per server start.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def restartable_server(tmp_path: Path, stop_signal: int):
     """A real `mlflow server` on loopback with proxied artifacts, for a fixture to yield from:
     yields (its URI, start, stop); ``stop`` sends ``stop_signal`` to its process group and
@@ -308,7 +314,8 @@ def restartable_server(tmp_path: Path, stop_signal: int):
     servers = []
 
     def start():
-        server = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        server = subprocess.Popen(argv, cwd=folder, env=dict(os.environ, **NO_JOB_RUNNER),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         servers.append(server)
         wait_for_http(f"http://127.0.0.1:{port}/health", server)

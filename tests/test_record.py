@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import (
+    NO_JOB_RUNNER,
     Process,
     all_runs,
     free_port,
@@ -283,7 +284,7 @@ def test_evaluate_by_a_member_who_does_not_own_the_model_exits_0_with_a_warning(
                                            "auth_cache_ttl_seconds = 60\n")
     admin = secrets.token_hex(8)
     server_env = dict(env_for("unused"), MLFLOW_AUTH_CONFIG_PATH="basic_auth.ini", MLFLOW_AUTH_ADMIN_PASSWORD=admin,
-                      MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+                      MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16), **NO_JOB_RUNNER)
     server_env.pop("MLFLOW_TRACKING_URI")
     server = subprocess.Popen(["mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri",
                                f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),

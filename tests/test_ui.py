@@ -34,7 +34,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import PROJECT, free_port, wait_for_http
+from conftest import NO_JOB_RUNNER, PROJECT, free_port, wait_for_http
 
 CHROMIUM = os.environ.get("FMTRAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FMTRAIN_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -121,7 +121,7 @@ def ui(story, tmp_path_factory):
     port = free_port()
     elsewhere = tmp_path_factory.mktemp("ui-server")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.update(NO_JOB_RUNNER, MLFLOW_DISABLE_TELEMETRY="true")
     log = open(elsewhere / "server.log", "w")
     server = subprocess.Popen(shlex.split(story.serve_command) + [
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
