@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fmtrain.analysis import tables
 from fmtrain.learning import configs
+from fmtrain.tuning import trials
 
 
 def configs_table() -> str:
@@ -67,8 +68,6 @@ def sweep_report(outcome, register_best: str | None) -> str:
 
 def search_report(outcome, register_best: str | None, alias: str | None) -> str:
     """The trials of a finished search (a workflows.tune.SearchOutcome) and its best one."""
-    from fmtrain.tuning import trials
-
     lines = [f"\nsearch {outcome.parent_run_id}: {len(outcome.rows)} trials in {outcome.seconds:.0f} s\n",
              trials.to_markdown(outcome.rows, outcome.names, outcome.best)]
     if outcome.best:
@@ -91,7 +90,7 @@ def search_problems(outcome, register_best: str | None) -> list[str]:
     failed = [row for row in outcome.rows if row.status != "FINISHED"]
     if failed:
         problems.append(f"{len(failed)} trial(s) failed: "
-                        f"{', '.join(f'trial-{row.number:02d}' for row in failed)}")
+                        f"{', '.join(trials.trial_name(row.number) for row in failed)}")
     if register_best and outcome.best is None:
         problems.append(f"no trial ran to its end, so nothing was registered as {register_best}; "
                         "run more trials or give a longer --time_budget")

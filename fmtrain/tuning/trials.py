@@ -69,9 +69,15 @@ def to_csv(rows: list[TrialRow], names: list[str]) -> str:
         for row in sorted(rows, key=lambda r: r.number)])
 
 
+def trial_name(number: int) -> str:
+    """Trial ``number``'s run name, as every line names it: ``trial-02``."""
+    return f"trial-{number:02d}"
+
+
 def trial_line(count: int, total: int, number: int, settings: dict[str, str], ended: str) -> str:
     """``[3/30] trial-02 (learning_rate 0.0007, ...) ... pruned after epoch 1 (val_loss 0.439)``"""
-    return f"[{count}/{total}] trial-{number:02d} ({tables.settings_text(settings, between=' ', rounded=True)}) ... {ended}"
+    return (f"[{count}/{total}] {trial_name(number)} "
+            f"({tables.settings_text(settings, between=' ', rounded=True)}) ... {ended}")
 
 
 def trial_end_text(end) -> str:

@@ -1,4 +1,5 @@
-"""A sweep's children whose Ray worker died, tried again on a live worker from their last epoch.
+"""A sweep's children whose Ray worker died, tried again on a live worker from their last epoch;
+and what a lost attempt left, for a search's trials too (``last_attempt``, ``retry_line``).
 
 When the worker process (or node) training a task dies, the engine asks ``retry`` what to run
 instead. Up to ``max_retries`` times per task, the answer is the same group again: a member
@@ -32,24 +33,39 @@ def retrier(groups: list[list[ChildJob]], known: set[str], max_retries: int,
         again = [_again(job, error, known) for job in group]
         groups[index] = again
         lost = [job.run_name for job in again if job.kept_run_id is None]
-        echo(f"{', '.join(lost)}: worker died ({one_line(error)}); retry {again[0].attempt} of "
-             f"{max_retries}, from the last completed epoch")
+        echo(retry_line(", ".join(lost), one_line(error), again[0].attempt, max_retries))
         return again
 
     return retry
 
 
+def retry_line(names: str, why: str, attempt: int, max_retries: int) -> str:
+    """The line a sweep or a search prints when ``names`` are tried again after their worker died."""
+    return f"{names}: worker died ({why}); retry {attempt} of {max_retries}, from the last completed epoch"
+
+
+def last_attempt(mine: list, why: str, name: str) -> tuple[str | None, str | None]:
+    """What the last of ``mine`` (the runs an earlier attempt made, oldest first,
+    ``tracking.queries.RunState``) left: (its run id, None) when it FINISHED, to keep; (None, its
+    run id) when it was left RUNNING, now ended KILLED with ``why``, to continue; (None, None)
+    when there is none, to train anew."""
+    from fmtrain.tracking import abandoned
+
+    if not mine:
+        return None, None
+    run = mine[-1]
+    if run.status == "FINISHED":
+        return run.run_id, None
+    abandoned.end_left_open(run.run_id, "KILLED", why, name)
+    return None, run.run_id
+
+
 def _again(job: ChildJob, error: BaseException, known: set[str]) -> ChildJob:
     """``job`` for its next attempt: kept when its run FINISHED, continuing its run when the
     worker left it RUNNING (ended KILLED first), anew when it had none."""
-    from fmtrain.tracking import abandoned, runs
+    from fmtrain.tracking import runs
 
-    mine = own_runs(job, known)
-    attempt = job.attempt + 1
-    if not mine:
-        return dataclasses.replace(job, attempt=attempt, resume_run_id=None)
-    run = mine[-1]
-    if run.status == "FINISHED":
-        return dataclasses.replace(job, attempt=attempt, kept_run_id=run.run_id)
-    abandoned.end_left_open(run.run_id, "KILLED", runs.describe_error(error), job.run_name)
-    return dataclasses.replace(job, attempt=attempt, resume_run_id=run.run_id)
+    kept, lost = last_attempt(own_runs(job, known), runs.describe_error(error), job.run_name)
+    if kept is not None:
+        return dataclasses.replace(job, attempt=job.attempt + 1, kept_run_id=kept)
+    return dataclasses.replace(job, attempt=job.attempt + 1, resume_run_id=lost)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from fmtrain.learning import backend, configs, data
 from fmtrain.learning.scores import Scores
+from fmtrain.tuning.trials import trial_name
 from fmtrain.workflows import resume
+from fmtrain.workflows.retries import last_attempt
 from fmtrain.workflows.train import train_run
 
 # Why a trial's run that a dead worker left RUNNING ended (a start that ``resume`` takes as a
@@ -61,7 +63,7 @@ def run_trial(job: TrialJob, settings: dict, splits: data.Splits, gate) -> dict:
         if earlier is not None:  # it FINISHED before its worker died
             return earlier
         outcome = train_run(config, job.config_name, splits, parent_run_id=job.parent_run_id,
-                            verbose=job.verbose, run_name=f"trial-{number:02d}",
+                            verbose=job.verbose, run_name=trial_name(number),
                             tags={tags.SEARCH_TAG: job.parent_run_id, tags.TRIAL_TAG: str(number)},
                             gates=[gate_callback(gate, stopped)], resume_from=point)
     return _objective(outcome.run_id, outcome.result.scores)
@@ -77,18 +79,15 @@ def _earlier_run(job: TrialJob, number: int, config: configs.TrainConfig, splits
                  folder: Path) -> tuple[dict | None, object]:
     """What an earlier attempt of trial ``number`` left: the scores of its FINISHED run, or where
     its lost run stood (a ResumePoint, its state in ``folder``), or neither (train anew)."""
-    from fmtrain.tracking import abandoned, queries
     from fmtrain.tracking import names as tags
+    from fmtrain.tracking import queries
 
     mine = queries.child_states(job.parent_run_id, {tags.TRIAL_TAG: str(number)})
-    if not mine:
-        return None, None
-    run = mine[-1]
-    if run.status == "FINISHED":
-        (record,) = queries.fetch_records([run.run_id])
-        return _objective(run.run_id, record.scores), None
-    abandoned.end_left_open(run.run_id, "KILLED", WORKER_DIED, run.name)
-    return None, resume.child_point(run.run_id, config, splits, folder)
+    kept, lost = last_attempt(mine, WORKER_DIED, trial_name(number))
+    if kept is not None:
+        (record,) = queries.fetch_records([kept])
+        return _objective(kept, record.scores), None
+    return None, (resume.child_point(lost, config, splits, folder) if lost is not None else None)
 
 
 def plain(value):

@@ -21,7 +21,7 @@ from fmtrain.execution import engines, raystart, signals
 from fmtrain.learning import configs, data
 from fmtrain.tuning import space, trials
 from fmtrain.tuning.trials import TrialRow
-from fmtrain.workflows.retries import DEFAULT_MAX_RETRIES
+from fmtrain.workflows.retries import DEFAULT_MAX_RETRIES, retry_line
 from fmtrain.workflows.search_trial import TrialJob, plain, run_trial
 from fmtrain.workflows.train import register_finished
 
@@ -119,8 +119,7 @@ def run_search(overrides: dict, *, config_name: str = configs.DEFAULT_CONFIG, sp
             echo(trials.trial_line(count, trials_wanted, end.number, settings, trials.trial_end_text(end)))
 
         def retried(number: int, attempt: int) -> None:
-            echo(f"trial-{number:02d}: worker died (its Ray worker process died); retry {attempt} of "
-                 f"{max_retries}, from the last completed epoch")
+            echo(retry_line(trials.trial_name(number), "its Ray worker process died", attempt, max_retries))
 
         try:
             _, signum = engine.search(
