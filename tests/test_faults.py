@@ -139,9 +139,10 @@ def test_a_sweep_killed_mid_way_resumes_into_the_same_comparison(store, tmp_path
     rows = list(csv.DictReader(io.StringIO(table)))
     assert [row["config"] for row in rows] == ["rmsprop-val", "adam", "dropout"]
     assert rows[0]["run_id"] == first.info.run_id and all(row["status"] == "FINISHED" for row in rows)
-    whole = subprocess.run(argv + ["--quiet", "--experiment", "uninterrupted"], capture_output=True, text=True,
-                           env=env_for(store), cwd=tmp_path, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    # The same sweep never killed, in this process (its process start is not what this checks).
+    from fmtrain.cli.app import main
+
+    assert main(argv[1:] + ["--quiet", "--experiment", "uninterrupted"]) == 0
     reference = [r for r in all_runs("uninterrupted") if "mlflow.parentRunId" in r.data.tags]
     by_name = {r.info.run_name: r.data.metrics["final_val_loss"] for r in reference}
     assert {row["config"]: float(row["final_val_loss"]) for row in rows} == pytest.approx(by_name, rel=1e-6)
@@ -206,11 +207,12 @@ def test_four_first_starts_at_once_on_a_new_store_all_finish(tmp_path, real_data
     assert [job.returncode for job in jobs] == [0, 0, 0, 0], errors
     runs = fresh_runs(store)
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
-    # Once the store exists, a train and a sweep share it at once as well.
+    # Once the store exists, a train and a sweep share it at once as well (the sweep's children
+    # in its own process; Ray workers sharing a store: tests/test_parallel.py).
     common = ["--limit", "500", "--epochs", "1", "--quiet", "--data_dir", str(real_data_dir)]
     jobs = [subprocess.Popen(argv + common, env=env_for(store), cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-            for argv in (["fmtrain", "train"], ["fmtrain", "sweep", "--configs", "adam,dropout"])]
+            for argv in (["fmtrain", "train"], ["fmtrain", "sweep", "--configs", "adam,dropout", "--workers", "1"])]
     errors = [job.communicate(timeout=600)[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], errors
     runs = fresh_runs(store)

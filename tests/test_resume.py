@@ -39,9 +39,28 @@ class Place:
         return done
 
     def train(self, experiment, *argv):
-        done = self.run("train", "--quiet", "--data_dir", str(self.data_dir), "--experiment", experiment,
-                        *LIMIT, *argv)
-        return re.search(r"^run (\w+) ", done.stdout, re.M).group(1)
+        """A reference run never killed, trained in this process (its process start is not what
+        these tests check); returns its run id."""
+        import contextlib
+        import io
+
+        import mlflow
+
+        from fmtrain.cli.app import main
+
+        out = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+            for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+                patch.delenv(name)
+            patch.setenv("MLFLOW_TRACKING_URI", self.uri)
+            patch.chdir(self.folder)
+            mlflow.set_tracking_uri(self.uri)
+            try:
+                assert main(["train", "--quiet", "--data_dir", str(self.data_dir), "--experiment", experiment,
+                             *LIMIT, *argv]) == 0
+            finally:
+                mlflow.set_tracking_uri(None)
+        return re.search(r"^run (\w+) ", out.getvalue(), re.M).group(1)
 
     def killed(self, experiment, after: str, *argv):
         """A training SIGKILLed once it printed ``after``; returns its run id and output lines."""

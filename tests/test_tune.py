@@ -188,14 +188,14 @@ def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir, ray_tm
     assert len({json.dumps(settings) for settings, _ in found["first"]}) == 2
 
     # One trial at a time: trial 1 ran in the worker trial 0 ended in (reuse_actors), and trains
-    # there exactly as `fmtrain train` does in a process of its own.
+    # there exactly as `fmtrain train` does alone (here in this process, which is not a worker).
+    from fmtrain.cli.app import main
+
     _, trials = parent_and_trials("first")
     assert trials[1].data.tags["fmtrain.process"] == trials[0].data.tags["fmtrain.process"]
     chosen = [part for name in SPACE_NAMES for part in (f"--{name}", trials[1].data.params[name])]
-    alone = subprocess.run(["fmtrain", "train", "--backend", "tensorflow", "--seed", "7", "--quiet",
-                            "--experiment", "alone", *chosen, *small],
-                           capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
-    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert main(["train", "--backend", "tensorflow", "--seed", "7", "--quiet", "--experiment", "alone",
+                 *chosen, *small]) == 0
     (reference,) = all_runs("alone")
     assert trials[1].data.params == reference.data.params
     for key in ("final_val_loss", "final_val_accuracy", "stopped_epoch"):
@@ -206,7 +206,7 @@ def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tm
     # SGD at learning rate 1e12 turns the loss into NaN in the first epoch; 0.01 trains on.
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"choices": [0.01, 1e12]}}))
     done = tune(["--space", "space.json", "--optimizer", "sgd", "--trials", "4", "--max-concurrent", "2",
-                 "--time_budget", "45", "--limit", "1000", "--epochs", "5000", "--patience", "none", "--quiet",
+                 "--time_budget", "20", "--limit", "1000", "--epochs", "5000", "--patience", "none", "--quiet",
                  "--register_best", "fm-none", "--data_dir", str(real_data_dir)], store, ray_tmp, tmp_path)
     parent, trials = parent_and_trials()
     failed = [r for r in trials if r.info.status == "FAILED"]
