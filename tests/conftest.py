@@ -92,6 +92,38 @@ def curve(run, key: str = "val_loss", client=None) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
 
 
+def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
+    """``fmtrain ARGV`` run in this process, through the command line's own ``main()``: for a
+    command whose own process is not what a test checks (a reference run, a resume, a sync), so
+    that it costs no second start of TensorFlow and MLflow. ``env``'s MLFLOW_* and FMTRAIN_*
+    variables replace this process's for the call; ``cwd`` is its working directory. Returns a
+    subprocess.CompletedProcess with the exit status and what the command printed."""
+    import contextlib
+    import io
+    import subprocess
+
+    import mlflow
+
+    from fmtrain.cli.app import main
+
+    out, err, before = io.StringIO(), io.StringIO(), mlflow.get_tracking_uri()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        if env is not None:
+            for name in [k for k in os.environ if k.startswith(("MLFLOW_", "FMTRAIN_"))]:
+                patch.delenv(name)
+            for name, value in env.items():
+                if name.startswith(("MLFLOW_", "FMTRAIN_")):
+                    patch.setenv(name, value)
+        if cwd is not None:
+            patch.chdir(cwd)
+        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+        try:
+            code = main([str(arg) for arg in argv])
+        finally:
+            mlflow.set_tracking_uri(before)
+    return subprocess.CompletedProcess(["fmtrain", *argv], code, out.getvalue(), err.getvalue())
+
+
 class Process:
     """A command started as a user would, whose output lines a test can wait on."""
 

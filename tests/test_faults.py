@@ -15,7 +15,16 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, all_runs, descendants, free_port, make_dataset, restartable_server
+from conftest import (
+    PROJECT,
+    Process,
+    all_runs,
+    descendants,
+    fmtrain_here,
+    free_port,
+    make_dataset,
+    restartable_server,
+)
 
 
 def env_for(store, **extra):
@@ -83,11 +92,10 @@ def test_a_run_whose_process_was_killed_is_found_and_ended_by_reap(store, tmp_pa
     assert job.wait() == -signal.SIGKILL
     (run,) = fresh_runs(store)
     assert run.info.status == "RUNNING" and "fmtrain.heartbeat" in run.data.tags
-    look = subprocess.run(["fmtrain", "reap"], capture_output=True, text=True, env=env_for(store), cwd=tmp_path)
+    look = fmtrain_here(["reap"], env=env_for(store), cwd=tmp_path)  # in this process: the store is checked
     assert look.returncode == 0 and look.stdout.startswith(f"{run.info.run_id}  early-stopping  no heartbeat")
     assert "fmtrain reap --yes" in look.stdout and MlflowClient().get_run(run.info.run_id).info.status == "RUNNING"
-    act = subprocess.run(["fmtrain", "reap", "--yes"], capture_output=True, text=True, env=env_for(store),
-                         cwd=tmp_path)
+    act = fmtrain_here(["reap", "--yes"], env=env_for(store), cwd=tmp_path)
     assert act.returncode == 0 and "-> KILLED" in act.stdout
     ended = MlflowClient().get_run(run.info.run_id)
     assert ended.info.status == "KILLED" and ended.data.tags["fmtrain.error"].startswith("process gone")
@@ -117,9 +125,9 @@ def test_a_sweep_killed_mid_way_resumes_into_the_same_comparison(store, tmp_path
     assert sorted(r.info.status for r in runs) == ["FINISHED", "RUNNING", "RUNNING"]
     first = next(r for r in runs if r.info.run_name == "rmsprop-val")
 
-    resumed = subprocess.run(["fmtrain", "sweep", "--resume", parent.info.run_id, "--quiet",
-                              "--data_dir", str(real_data_dir)],
-                             capture_output=True, text=True, env=env_for(store), cwd=tmp_path, timeout=600)
+    # The resume in this process (conftest.fmtrain_here): the kill above is of a real process.
+    resumed = fmtrain_here(["sweep", "--resume", parent.info.run_id, "--quiet", "--data_dir", real_data_dir],
+                           env=env_for(store), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"[1/3] rmsprop-val ... kept (run {first.info.run_id} FINISHED)" in resumed.stdout
     assert "[2/3] adam ... val_loss" in resumed.stdout and "[3/3] dropout ... val_loss" in resumed.stdout

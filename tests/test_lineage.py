@@ -4,7 +4,6 @@ and the machine's use while it ran (system metrics)."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import mlflow
 import numpy as np
@@ -13,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from fmtrain.cli.app import main
 from fmtrain.learning import data
 
-from conftest import all_runs
+from conftest import all_runs, fmtrain_here
 
 SYSTEM_CURVES = ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
                  "system/system_memory_usage_percentage")
@@ -62,9 +61,8 @@ def test_the_digest_is_of_the_values_not_of_the_objects():
 
 def test_an_evaluation_run_logs_the_test_set(registered_model, tiny_data_dir):
     env = dict(os.environ, MLFLOW_TRACKING_URI=registered_model.tracking_uri)
-    done = subprocess.run(["fmtrain", "evaluate", "--model_uri", registered_model.model_uri,
-                           "--data_dir", str(tiny_data_dir), "--system_metrics", "0"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = fmtrain_here(["evaluate", "--model_uri", registered_model.model_uri, "--data_dir", tiny_data_dir,
+                         "--system_metrics", "0"], env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     run_id = done.stdout.split("evaluation run ")[1].split()[0]
     run = MlflowClient(registered_model.tracking_uri).get_run(run_id)

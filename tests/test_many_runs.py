@@ -18,6 +18,8 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
+from conftest import fmtrain_here
+
 RUNS = 20_000
 LAST_PAGE = 200  # the newest runs, silent longest
 
@@ -73,8 +75,7 @@ def _copy_run(uri: str, run_id: str, count: int) -> list[str]:
 
 def fmtrain(uri: str, cwd, *args: str) -> subprocess.CompletedProcess:
     started = time.perf_counter()
-    done = subprocess.run(["fmtrain", *args], capture_output=True, text=True, cwd=cwd, timeout=900,
-                          env={**_env(), "MLFLOW_TRACKING_URI": uri})
+    done = fmtrain_here(args, cwd=cwd, env={**_env(), "MLFLOW_TRACKING_URI": uri})  # in this process
     print(f"fmtrain {' '.join(args)}: {time.perf_counter() - started:.1f} s")
     assert done.returncode == 0, done.stderr[-3000:]
     return done

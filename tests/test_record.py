@@ -19,6 +19,7 @@ from conftest import (
     NO_JOB_RUNNER,
     Process,
     all_runs,
+    fmtrain_here,
     free_port,
     processes_mentioning,
     ray_env,
@@ -162,19 +163,18 @@ def test_a_store_gone_for_good_exits_1_naming_the_journal_and_sync_completes_the
     start()  # a fresh server on the same database
     (run,) = runs_in(uri)
     assert run.info.status == "RUNNING"  # unfinished while its records wait: never FINISHED with gaps
-    reap = subprocess.run(["fmtrain", "reap", "--stale-after", "0", "--yes"], capture_output=True, text=True,
-                          env=env_for(uri), cwd=tmp_path, timeout=120)
+    # The recovery's commands run in this process (conftest.fmtrain_here): what they do to the
+    # store is checked, not their process start.
+    reap = fmtrain_here(["reap", "--stale-after", "0", "--yes"], env=env_for(uri), cwd=tmp_path)
     assert reap.returncode == 0 and f"`fmtrain sync {run_id}` ends it, not reap" in reap.stdout
     assert MlflowClient().get_run(run_id).info.status == "RUNNING"
-    synced = subprocess.run(["fmtrain", "sync", run_id], capture_output=True, text=True, env=env_for(uri),
-                            cwd=tmp_path, timeout=300)
+    synced = fmtrain_here(["sync", run_id], env=env_for(uri), cwd=tmp_path)
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert synced.stdout.strip().endswith("record(s) replayed; the run is FINISHED")
     run = _complete(run_id, 10)
     assert run.info.status == "FINISHED" and "fmtrain.error" not in run.data.tags
     assert not folder.exists()
-    again = subprocess.run(["fmtrain", "sync", "--all"], capture_output=True, text=True, env=env_for(uri),
-                           cwd=tmp_path, timeout=120)
+    again = fmtrain_here(["sync", "--all"], env=env_for(uri), cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.strip() == "no journal waits"
 
 
@@ -295,17 +295,19 @@ def test_evaluate_by_a_member_who_does_not_own_the_model_exits_0_with_a_warning(
     try:
         wait_for_http(f"{uri}/health", server)
         users = {"alice": secrets.token_hex(8), "bob": secrets.token_hex(8)}
-        for user, password in users.items():
-            made = subprocess.run(["python", "-c", "import sys, mlflow.server; mlflow.server.get_app_client("
-                                   "'basic-auth', tracking_uri=sys.argv[1]).create_user(sys.argv[2], sys.argv[3])",
-                                   uri, user, password], capture_output=True, text=True, timeout=120,
-                                  env=env_for(uri, MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=admin))
-            assert made.returncode == 0, made.stderr[-2000:]
+        with pytest.MonkeyPatch.context() as patch:  # the administrator makes the two accounts
+            patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            patch.setenv("MLFLOW_TRACKING_PASSWORD", admin)
+            from mlflow.server import get_app_client
 
-        def as_user(user, *argv):
-            return subprocess.run(["fmtrain", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                                  env=env_for(uri, MLFLOW_TRACKING_USERNAME=user, MLFLOW_HTTP_REQUEST_TIMEOUT="60",
-                                              MLFLOW_TRACKING_PASSWORD=users[user]))
+            accounts = get_app_client("basic-auth", tracking_uri=uri)
+            for user, password in users.items():
+                accounts.create_user(user, password)
+
+        def as_user(user, *argv):  # each member's command, in this process (conftest.fmtrain_here)
+            return fmtrain_here(argv, cwd=tmp_path, env=env_for(uri, MLFLOW_TRACKING_USERNAME=user,
+                                                                MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+                                                                MLFLOW_TRACKING_PASSWORD=users[user]))
 
         trained = as_user("alice", "train", "--epochs", "1", "--quiet", "--data_dir", str(tiny_data_dir),
                           "--experiment", "alice", "--register_as", "shirts")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT, Process, descendants, make_dataset, restartable_server
+from conftest import PROJECT, Process, descendants, fmtrain_here, make_dataset, restartable_server
 
 LIMIT = ["--limit", "2000"]
 ES = ["--epochs", "30", "--learning_rate", "0.003"]  # stops early on this subset: best epoch 5, stops at 7
@@ -38,29 +38,17 @@ class Place:
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done
 
+    def here(self, *argv):
+        """``fmtrain ARGV`` in this process (conftest.fmtrain_here): a reference run or a resume,
+        whose own process start is not what these tests check; the kills are of real processes."""
+        done = fmtrain_here(argv, env=self.env(), cwd=self.folder)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return done
+
     def train(self, experiment, *argv):
-        """A reference run never killed, trained in this process (its process start is not what
-        these tests check); returns its run id."""
-        import contextlib
-        import io
-
-        import mlflow
-
-        from fmtrain.cli.app import main
-
-        out = io.StringIO()
-        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
-            for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
-                patch.delenv(name)
-            patch.setenv("MLFLOW_TRACKING_URI", self.uri)
-            patch.chdir(self.folder)
-            mlflow.set_tracking_uri(self.uri)
-            try:
-                assert main(["train", "--quiet", "--data_dir", str(self.data_dir), "--experiment", experiment,
-                             *LIMIT, *argv]) == 0
-            finally:
-                mlflow.set_tracking_uri(None)
-        return re.search(r"^run (\w+) ", out.getvalue(), re.M).group(1)
+        done = self.here("train", "--quiet", "--data_dir", str(self.data_dir), "--experiment", experiment,
+                         *LIMIT, *argv)
+        return re.search(r"^run (\w+) ", done.stdout, re.M).group(1)
 
     def killed(self, experiment, after: str, *argv):
         """A training SIGKILLed once it printed ``after``; returns its run id and output lines."""
@@ -75,8 +63,8 @@ class Place:
         return run.info.run_id, job.lines
 
     def resume(self, run_id, *argv, check=True):
-        return self.run("train", "--resume", run_id, "--quiet", "--data_dir", str(self.data_dir), *argv,
-                        check=check)
+        resume = ("train", "--resume", run_id, "--quiet", "--data_dir", str(self.data_dir), *argv)
+        return self.here(*resume) if check else self.run(*resume, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +152,7 @@ def test_killed_mid_epoch_resumes_from_the_last_completed_epoch(place):
     # 9,600 training images: an epoch lasts long enough for the kill to land inside epoch 1.
     run_id, lines = place.killed("mid-epoch", "Epoch 2/3", "--limit", "12000", "--epochs", "3")
     assert lines[-1] == "Epoch 2/3"  # epoch 1 had not ended when the process died
-    done = place.run("train", "--resume", run_id, "--quiet", "--data_dir", str(place.data_dir))
+    done = place.resume(run_id)
     assert resumed_from(done) == 1
     assert [step for step, _ in series(place.uri, run_id)] == [0, 1, 2]
     assert MlflowClient(place.uri).get_run(run_id).info.status == "FINISHED"
@@ -261,9 +249,8 @@ def test_a_run_killed_while_the_server_was_away_resumes_from_the_state_its_journ
         client = MlflowClient(uri)
         (run,) = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
         assert run.info.status == "RUNNING" and (tmp_path / "fmtrain-journal" / run.info.run_id).exists()
-        done = subprocess.run(["fmtrain", "train", "--resume", run.info.run_id, "--quiet", "--data_dir",
-                               str(place.data_dir)], capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=600)
+        done = fmtrain_here(["train", "--resume", run.info.run_id, "--quiet", "--data_dir", place.data_dir],
+                            env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         assert resumed_from(done) >= 5  # a state the store got from the journal, not one before the outage
         assert [step for step, _ in series(uri, run.info.run_id)] == list(range(8))

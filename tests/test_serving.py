@@ -4,7 +4,6 @@ API and `fmtrain predict` on picture files, and its input checked before it answ
 from __future__ import annotations
 
 import os
-import subprocess
 
 import mlflow
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from fmtrain.learning import data, images
 
-from conftest import post_json
+from conftest import fmtrain_here, post_json
 
 EXPECTED = "expected 28x28 grayscale images"
 
@@ -119,9 +118,8 @@ def test_fmtrain_predict_on_pictures_agrees_with_the_model_on_the_originals(regi
     paths = _pngs([(pixels, index % 2 == 1) for index, pixels in enumerate(chosen)], tmp_path)
     np.save(tmp_path / "originals.npy", chosen)
     env = dict(os.environ, MLFLOW_TRACKING_URI=registered_model.tracking_uri)
-    done = subprocess.run(["fmtrain", "predict", "--model_uri", registered_model.model_uri, *paths,
-                           str(tmp_path / "originals.npy")],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    done = fmtrain_here(["predict", "--model_uri", registered_model.model_uri, *paths, tmp_path / "originals.npy"],
+                        env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 20, done.stdout
@@ -166,8 +164,7 @@ def test_the_input_rules_on_arrays(values, problem):
 def test_fmtrain_predict_names_a_file_it_cannot_read(registered_model, tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     env = dict(os.environ, MLFLOW_TRACKING_URI=registered_model.tracking_uri)
-    done = subprocess.run(["fmtrain", "predict", "--model_uri", registered_model.model_uri,
-                           str(tmp_path / "notes.png")], capture_output=True, text=True, env=env, timeout=120)
+    done = fmtrain_here(["predict", "--model_uri", registered_model.model_uri, tmp_path / "notes.png"], env=env)
     assert done.returncode == 2
     assert done.stderr.strip() == f"fmtrain: error: {tmp_path / 'notes.png'}: not a picture file (PNG or JPEG)"
 

@@ -14,7 +14,7 @@ from fmtrain.errors import signal_description
 from fmtrain.learning import configs
 from fmtrain.tuning import space as spaces
 
-from conftest import PROJECT, Process, all_runs, processes_mentioning, ray_env
+from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env
 
 SPACE_NAMES = ["learning_rate", "dropout_rate", "units", "batch_size", "optimizer"]
 
@@ -158,9 +158,8 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
     assert parent.data.params["best_units"] == best.data.params["units"]
     assert client.get_model_version_by_alias("fm-tune", "champion").run_id == best.info.run_id
     assert "registered as fm-tune version 1, alias champion" in done.stdout
-    evaluated = subprocess.run(["fmtrain", "evaluate", "--model_uri", "models:/fm-tune@champion", "--data_dir",
-                                str(real_data_dir)], capture_output=True, text=True,
-                               env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
+    evaluated = fmtrain_here(["evaluate", "--model_uri", "models:/fm-tune@champion", "--data_dir", real_data_dir],
+                             env=ray_env(store, ray_tmp), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "evaluated models:/fm-tune@champion (fm-tune version 1) on 10000 test images" in evaluated.stdout
     assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the search
