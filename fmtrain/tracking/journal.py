@@ -204,7 +204,7 @@ def _log_keras_model(run_id: str, entry: dict) -> str:
     active = mlflow.active_run()
     started = active is None or active.info.run_id != run_id
     if started:
-        mlflow.start_run(run_id=run_id)
+        store.reopen(run_id)
     try:
         info = serving.log_classifier(model, example, entry["requirements"], name=entry["name"],
                                       step=entry["step"])

@@ -66,8 +66,7 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     monitor = monitoring.start_arguments(system_metrics)
     if run_id is not None:
         # A child reopened while its sweep's parent is open in this process nests under it.
-        run = mlflow.start_run(run_id=run_id, description=description,
-                               nested=mlflow.active_run() is not None, **monitor)
+        run = store.reopen(run_id, description=description, nested=mlflow.active_run() is not None, **monitor)
         if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
             MlflowClient().delete_tag(run_id, ERROR_TAG)
     elif parent_run_id is not None:

@@ -182,6 +182,15 @@ def get_run(run_id: str):
         return MlflowClient().get_run(run_id)
 
 
+def reopen(run_id: str, **arguments):
+    """``mlflow.start_run`` of the existing run ``run_id`` (with ``arguments``), in its own
+    experiment. MLflow refuses to reopen a run outside the experiment this process selected last,
+    as a command that follows another in one process would (`fmtrain sync` after a training, a
+    resume after another experiment's run), so the run's experiment is selected first."""
+    mlflow.set_experiment(experiment_id=get_run(run_id).info.experiment_id)
+    return mlflow.start_run(run_id=run_id, **arguments)
+
+
 def is_server() -> bool:
     """Whether the store is a tracking server (``http(s)://``), which every machine can reach."""
     return urlparse(tracking_uri()).scheme in ("http", "https")

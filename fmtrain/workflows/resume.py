@@ -36,8 +36,6 @@ class ResumePlan:
     point: object  # tracking.states.ResumePoint
     parent_run_id: str | None
     register_as: str | None
-    experiment_id: str  # the run's: it goes on there, whichever experiment this process selected
-
 
 
 def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
@@ -97,7 +95,7 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     why = error or f"{run.status} without fmtrain.error (its command died under `mlflow run`)"
     point = states.ResumePoint(run_id, state, why, states.logged_epochs(run_id))
     return ResumePlan(config, name, run.name, splits, point, run.tags.get(tags.PARENT_TAG),
-                      run.tags.get(tags.REGISTER_TAG), run.experiment_id)
+                      run.tags.get(tags.REGISTER_TAG))
 
 
 def child_point(run_id: str, config: TrainConfig, splits: data.Splits, folder: Path):
@@ -159,8 +157,6 @@ def resume(run_id: str, overrides: dict | None = None, *, data_dir=None, config_
     store.open_store(select=False)
     with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
         chosen = plan(run_id, overrides, Path(folder), data_dir=data_dir, config_name=config_name)
-        if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`, its own run's experiment stays
-            store.open_store(experiment_id=chosen.experiment_id)
         _point_project_run(run_id)
         state = chosen.point.state
         echo(f"resuming run {run_id} ({chosen.run_name}) from epoch {state.epoch} of "
