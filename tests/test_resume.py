@@ -63,6 +63,7 @@ class Place:
         return run.info.run_id, job.lines
 
     def resume(self, run_id, *argv, check=True):
+        # A refusal keeps a process of its own: its whole stderr, one line, is what is checked.
         resume = ("train", "--resume", run_id, "--quiet", "--data_dir", str(self.data_dir), *argv)
         return self.here(*resume) if check else self.run(*resume, check=False)
 
