@@ -13,6 +13,8 @@ import time
 
 import mlflow
 import pytest
+from inotify_simple import INotify
+from inotify_simple import flags as inotify_flags
 from mlflow.tracking import MlflowClient
 
 from conftest import (
@@ -40,23 +42,25 @@ def runs_in(store, experiment="fashion-mnist"):
     return all_runs(experiment)
 
 
-def _watch_sqlite_writes(db_path, after, count, act):
-    """Call ``act()`` when the ``count``-th write transaction after ``after`` is set begins: the
-    moment sqlite's rollback journal (``NAME-journal``) appears."""
-    journal = f"{db_path}-journal"
+def _on_sqlite_write(db_path, count, act):
+    """From now on, call ``act()`` when the ``count``-th write transaction begins: the ``count``-th
+    time sqlite creates its rollback journal (``NAME-journal``). inotify queues every creation in
+    the kernel, so none is missed however late this thread runs on a busy machine."""
+    notify = INotify()
+    # Deletions too: the kernel merges identical events queued back to back.
+    notify.add_watch(db_path.parent, inotify_flags.CREATE | inotify_flags.DELETE)
+    journal = f"{db_path.name}-journal"
 
     def watch():
-        after.wait()
-        seen, present = 0, False
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            now = os.path.exists(journal)
-            if now and not present:
-                seen += 1
-                if seen == count:
-                    act()
-                    return
-            present = now
+        seen, deadline = 0, time.monotonic() + 120
+        with notify:
+            while time.monotonic() < deadline:
+                for event in notify.read(timeout=1000):
+                    if event.name == journal and event.mask & inotify_flags.CREATE:
+                        seen += 1
+                        if seen == count:
+                            act()
+                            return
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -70,16 +74,15 @@ def test_a_second_sigterm_during_a_store_write_still_ends_the_run_killed(write, 
     db = tmp_path / "mlflow.db"
     job = Process(["fmtrain", "train", "--limit", "2000", "--epochs", "50", "--patience", "none",
                    "--data_dir", str(real_data_dir)], env=env_for(store), cwd=tmp_path)
-    first, sent = threading.Event(), []
+    sent = []
 
     def second():
         job.signal(signal.SIGTERM)
         sent.append(time.monotonic())
 
-    watcher = _watch_sqlite_writes(db, first, write, second)
     job.expect("Epoch 2/50")
+    watcher = _on_sqlite_write(db, write, second)
     job.signal(signal.SIGTERM)
-    first.set()
     assert job.wait(timeout=120) == 143, "\n".join(job.err[-20:])
     watcher.join(timeout=5)
     assert sent, f"no {write}th write after the first signal"
