@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import pytest
@@ -24,6 +25,7 @@ from conftest import (
     free_port,
     make_dataset,
     restartable_server,
+    run_fmtrain,
 )
 
 
@@ -208,21 +210,19 @@ def test_a_store_that_refuses_the_error_tag_keeps_the_original_error(store, tiny
 
 def test_four_first_starts_at_once_on_a_new_store_all_finish(tmp_path, real_data_dir):
     store = f"sqlite:///{tmp_path / 'new.db'}"
-    jobs = [subprocess.Popen(["fmtrain", "train", "--config", "adam", "--limit", "500", "--epochs", "1",
-                              "--quiet", "--data_dir", str(real_data_dir)], env=env_for(store), cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    errors = [job.communicate(timeout=600)[1] for job in jobs]
-    assert [job.returncode for job in jobs] == [0, 0, 0, 0], errors
+    train = ["train", "--config", "adam", "--limit", "500", "--epochs", "1", "--quiet", "--data_dir", str(real_data_dir)]
+    with ThreadPoolExecutor(4) as pool:  # four processes started at once
+        jobs = list(pool.map(lambda argv: run_fmtrain(argv, env=env_for(store), cwd=tmp_path), [train] * 4))
+    assert [job.returncode for job in jobs] == [0, 0, 0, 0], [job.stderr for job in jobs]
     runs = fresh_runs(store)
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     # Once the store exists, a train and a sweep share it at once as well (the sweep's children
     # in its own process; Ray workers sharing a store: tests/test_parallel.py).
     common = ["--limit", "500", "--epochs", "1", "--quiet", "--data_dir", str(real_data_dir)]
-    jobs = [subprocess.Popen(argv + common, env=env_for(store), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-            for argv in (["fmtrain", "train"], ["fmtrain", "sweep", "--configs", "adam,dropout", "--workers", "1"])]
-    errors = [job.communicate(timeout=600)[1] for job in jobs]
-    assert [job.returncode for job in jobs] == [0, 0], errors
+    with ThreadPoolExecutor(2) as pool:
+        jobs = list(pool.map(lambda argv: run_fmtrain(argv + common, env=env_for(store), cwd=tmp_path),
+                             (["train"], ["sweep", "--configs", "adam,dropout", "--workers", "1"])))
+    assert [job.returncode for job in jobs] == [0, 0], [job.stderr for job in jobs]
     runs = fresh_runs(store)
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
 
@@ -298,8 +298,7 @@ def test_an_unwritable_working_directory_gets_one_line_naming_the_store(tmp_path
 
 
 def test_a_read_only_store_file_gets_one_line_naming_it(tmp_path, tiny_data_dir, immutable):
-    subprocess.run(["fmtrain", "reap"], env=_without_store(os.environ), cwd=tmp_path, check=True,
-                   capture_output=True)  # creates ./mlflow.db
+    assert run_fmtrain(["reap"], env=_without_store(os.environ), cwd=tmp_path).returncode == 0  # creates ./mlflow.db
     immutable(tmp_path / "mlflow.db")
     line = _one_line_exit_2(["fmtrain", "train", "--data_dir", str(tiny_data_dir)],
                             _without_store(os.environ), tmp_path)
@@ -328,9 +327,8 @@ def test_a_full_disk_names_the_folder_and_fails_the_run(store, tmp_path, tiny_da
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], check=True)
     try:
-        done = subprocess.run(["fmtrain", "train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir)],
-                              capture_output=True, text=True, env=env_for(store, TMPDIR=str(small)),
-                              cwd=tmp_path, timeout=300)
+        done = run_fmtrain(["train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir)],
+                           env=env_for(store, TMPDIR=str(small)), cwd=tmp_path, timeout=300)
     finally:
         subprocess.run(["umount", str(small)], check=True)
     assert done.returncode == 1

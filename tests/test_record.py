@@ -26,6 +26,7 @@ from conftest import (
     processes_mentioning,
     ray_env,
     restartable_server,
+    run_fmtrain,
     wait_for_http,
 )
 
@@ -220,8 +221,7 @@ def test_reap_ends_a_live_run_only_when_its_process_is_proven_gone(store, tmp_pa
             client.set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{gone.pid}")
             client.set_tag(run_id, HOST_TAG, identity)
             client.set_tag(run_id, START_TAG, "1")
-            done = subprocess.run(["fmtrain", "reap", "--yes"], capture_output=True, text=True,
-                                  env=env_for(store), cwd=tmp_path, timeout=120)
+            done = run_fmtrain(["reap", "--yes"], env=env_for(store), cwd=tmp_path, timeout=120)
             assert done.returncode == 0, done.stderr[-2000:]
             assert client.get_run(run_id).info.status == status, done.stdout
         assert client.get_run(run_id).data.tags["fmtrain.error"].startswith("process gone")
@@ -333,7 +333,7 @@ def test_evaluate_by_a_member_who_does_not_own_the_model_exits_0_with_a_warning(
 def test_a_read_only_store_folder_with_a_writable_database_gets_one_line(tmp_path, tiny_data_dir):
     env = env_for("unused")
     env.pop("MLFLOW_TRACKING_URI")
-    subprocess.run(["fmtrain", "reap"], env=env, cwd=tmp_path, check=True, capture_output=True)  # ./mlflow.db
+    assert run_fmtrain(["reap"], env=env, cwd=tmp_path).returncode == 0  # ./mlflow.db
     (tmp_path / "mlflow.db").chmod(0o666)
     subprocess.run(["chattr", "+i", str(tmp_path)], check=True)  # even root cannot add its -journal file
     try:

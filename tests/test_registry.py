@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from fmtrain.cli.app import main
 from fmtrain.learning import data
 
-from conftest import PROJECT, all_runs, post_json
+from conftest import PROJECT, all_runs, post_json, run_fmtrain
 
 
 @pytest.fixture
@@ -38,8 +38,7 @@ def two_versions(store, real_data_dir, capsys):
 
 def evaluate_in_fresh_process(uri, store, data_dir, cwd):
     env = dict(os.environ, MLFLOW_TRACKING_URI=store)
-    done = subprocess.run(["fmtrain", "evaluate", "--model-uri", uri, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    done = run_fmtrain(["evaluate", "--model-uri", uri, "--data-dir", str(data_dir)], env=env, cwd=cwd, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from fmtrain.cli.app import main
 from fmtrain.learning import configs
 
-from conftest import PROJECT, all_runs
+from conftest import PROJECT, Process, all_runs
 
 
 def by_parent(runs):
@@ -114,16 +114,12 @@ def test_ctrl_c_leaves_no_run_running(store, tmp_path, real_data_dir):
 
     mlflow.set_experiment("fashion-mnist")  # create the store's tables before two processes share it
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(["fmtrain", "sweep", "--configs", "rmsprop-20,adam", "--limit", "2000",
-                                "--epochs", "50", "--workers", "1", "--data_dir", str(real_data_dir)],
-                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in process.stdout:  # Keras announces "Epoch 1/50" once the first child is training
-        if line.startswith("Epoch 1/50"):
-            break
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err[-2000:]
-    assert "interrupted (Ctrl-C); no run was left RUNNING" in err.strip().splitlines()[-1]
+    job = Process(["fmtrain", "sweep", "--configs", "rmsprop-20,adam", "--limit", "2000", "--epochs", "50",
+                   "--workers", "1", "--data_dir", str(real_data_dir)], env=env, cwd=tmp_path)
+    job.expect("Epoch 1/50")  # Keras announces it once the first child is training
+    job.signal(signal.SIGINT)
+    assert job.wait(timeout=120) == 130, "\n".join(job.err[-20:])
+    assert "interrupted (Ctrl-C); no run was left RUNNING" in job.last_error_line
     runs = all_runs()
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     assert {r.data.tags.get("fmtrain.error") for r in runs} == {"interrupted (Ctrl-C)"}

@@ -14,14 +14,13 @@ from fmtrain.errors import signal_description
 from fmtrain.learning import configs
 from fmtrain.tuning import space as spaces
 
-from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env
+from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env, run_fmtrain
 
 SPACE_NAMES = ["learning_rate", "dropout_rate", "units", "batch_size", "optimizer"]
 
 
 def tune(args, store, ray_tmp, cwd, timeout=900, **extra):
-    return subprocess.run(["fmtrain", "tune", *args], capture_output=True, text=True,
-                          env=ray_env(store, ray_tmp, **extra), cwd=cwd, timeout=timeout)
+    return run_fmtrain(["tune", *args], env=ray_env(store, ray_tmp, **extra), cwd=cwd, timeout=timeout)
 
 
 def parent_and_trials(experiment="fashion-mnist"):

@@ -4,7 +4,7 @@ Every write of an open run's records (params, tags, metrics, artifacts, the mode
 through ``write``. When the store cannot be reached (a tracking server down or not answering),
 the record goes to the run's journal instead, ``fmtrain-journal/RUN_ID/`` in the working
 directory (``$FMTRAIN_JOURNAL_DIR`` when set), and training goes on. At the next write after
-PROBE_SECONDS, and when the run ends, the journal is replayed in order, with the original steps
+``probe_seconds()``, and when the run ends, the journal is replayed in order, with the original steps
 and timestamps; the run ends only once it is. A journal that the process could not replay before
 it left stays on disk for ``fmtrain sync``; the run stays RUNNING in the store meanwhile.
 """
@@ -23,9 +23,17 @@ from mlflow.tracking import MlflowClient
 
 from fmtrain.tracking import store
 
-PROBE_SECONDS = float(os.environ.get("FMTRAIN_STORE_PROBE_SECONDS", "5"))
-# How long a run that ends during an outage waits for the store before it leaves its journal.
-END_WAIT_SECONDS = float(os.environ.get("FMTRAIN_STORE_WAIT_SECONDS", "60"))
+
+def probe_seconds() -> float:
+    """How often a run whose records wait in its journal tries the store again."""
+    return float(os.environ.get("FMTRAIN_STORE_PROBE_SECONDS", "5"))
+
+
+def end_wait_seconds() -> float:
+    """How long a run that ends during an outage waits for the store before it leaves its journal."""
+    return float(os.environ.get("FMTRAIN_STORE_WAIT_SECONDS", "60"))
+
+
 JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
 _OUTAGE_WORDS = ("Max retries exceeded", "Connection refused", "Failed to establish", "timed out",
                  "RemoteDisconnected", "Connection aborted", "Connection reset", "502", "503", "504",
@@ -115,7 +123,7 @@ class Journal:
         return True
 
     def due(self) -> bool:
-        return time.monotonic() - self._last_try >= PROBE_SECONDS
+        return time.monotonic() - self._last_try >= probe_seconds()
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

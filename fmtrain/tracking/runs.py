@@ -29,7 +29,12 @@ from fmtrain.errors import (
 from fmtrain.tracking import abandoned, journal, logged, monitoring, store
 from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG
 
-HEARTBEAT_SECONDS = float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
+
+def heartbeat_seconds() -> float:
+    """How often a RUNNING run's heartbeat tag is refreshed (``FMTRAIN_HEARTBEAT_SECONDS``)."""
+    return float(os.environ.get("FMTRAIN_HEARTBEAT_SECONDS", "30"))
+
+
 PERMISSION_RETRY_SECONDS = 5.0
 
 
@@ -106,14 +111,14 @@ def _waiting_text(run_id: str, waiting: journal.Journal) -> str:
 def _end(run_id: str, status: str, error_text: str | None) -> tuple[journal.Journal | None, str]:
     """End the run open in this process as ``status`` (with ``error_text`` in ``fmtrain.error``),
     once its journal is replayed: the end is written once, after every record. Returns the
-    journal when records still wait in it (the store stayed away for END_WAIT_SECONDS; the run
+    journal when records still wait in it (the store stayed away for end_wait_seconds(); the run
     stays RUNNING in the store), and what the store refused, if anything."""
     waiting = journal.opened_journal(run_id)
     problem = ""
-    deadline = time.monotonic() + journal.END_WAIT_SECONDS
+    deadline = time.monotonic() + journal.end_wait_seconds()
     try:
         while waiting.pending and not waiting.replay() and time.monotonic() < deadline:
-            time.sleep(journal.PROBE_SECONDS)
+            time.sleep(journal.probe_seconds())
     except Exception as error:  # noqa: BLE001 - a refused record must not keep the run open
         problem = f"the store refused a record of its journal: {one_line(error)}"
     if waiting.pending and not problem:
@@ -220,7 +225,7 @@ def failed_child(name: str, error: BaseException, tags: dict | None = None) -> s
 
 
 class _Heartbeat:
-    """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS from a daemon thread."""
+    """Refresh the run's heartbeat tag every heartbeat_seconds() from a daemon thread."""
 
     def __init__(self, run_id: str):
         self.run_id = run_id
@@ -238,7 +243,7 @@ class _Heartbeat:
             pass
 
     def _loop(self) -> None:
-        while not self._stopped.wait(HEARTBEAT_SECONDS):
+        while not self._stopped.wait(heartbeat_seconds()):
             self._beat()
 
     def stop(self) -> None:

@@ -1,0 +1,221 @@
+"""A warm start for the ``fmtrain`` processes the tests signal, kill or watch.
+
+Every ``fmtrain`` process spends about 9 CPU-seconds importing Keras, TensorFlow and MLflow
+before it does anything, most of a short test command's cost. A warm server, one per pytest
+process, imports them once; each command is then a ``fork()`` of it that runs the command
+line's own ``main()``: a process of its own (its own pid, session, working directory,
+environment, standard streams, signal handlers and exit status) that a test signals and kills
+as it would a cold one. What the fork skips is only the import of modules that a cold start
+imports the same way.
+
+A command is started cold instead (its own interpreter, as before) when the warm server's
+imports could change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a
+command with several seeds and no ``--backend`` (it picks JAX when it is installed), a resume
+(its backend is the resumed run's), a command
+that asks for TensorFlow's own logs (``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow
+reads them when imported), and any command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what
+test_packaging and test_cli run.
+
+The protocol, on a Unix socket: the client sends one JSON line (argv, env, cwd) with three file
+descriptors (stdin, stdout, stderr); the server answers with the child's pid, then, when the
+child exits, its exit status as ``subprocess`` reports it (``-N`` for signal N).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+# What every fmtrain command imports before it works, imported once. Not Ray: it reads its
+# variables when imported (engines.ray_environment sets them per command).
+WARM_IMPORTS = ("fmtrain.cli.app", "fmtrain.tracking.store", "fmtrain.tracking.runs", "fmtrain.tracking.logged",
+                "fmtrain.workflows.train", "fmtrain.workflows.sweep", "fmtrain.workflows.tune",
+                "fmtrain.workflows.evaluate", "fmtrain.workflows.reap", "mlflow.keras")
+
+
+def warm_eligible(argv: list[str], env: dict[str, str]) -> bool:
+    """Whether ``fmtrain ARGV`` under ``env`` does the same forked from a process that runs
+    Keras on TensorFlow as it does started cold."""
+    args = [str(arg) for arg in argv]
+    if env.get("FMTRAIN_TEST_COLD") == "1" or env.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return False
+    if env.get("FMTRAIN_DEBUG") or env.get("TF_CPP_MIN_LOG_LEVEL") == "0":  # TensorFlow's own logs
+        return False
+    if "--resume" in args:  # the backend is the resumed run's
+        return False
+    for index, arg in enumerate(args):
+        if arg == "--backend" or arg.startswith("--backend="):
+            value = arg.partition("=")[2] or (args[index + 1] if index + 1 < len(args) else "")
+            return value == "tensorflow"
+    return "--seeds" not in args
+
+
+def _serve(path: str) -> None:
+    import importlib
+
+    from fmtrain.learning import backend
+
+    backend.use("tensorflow")
+    for name in WARM_IMPORTS:
+        importlib.import_module(name)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    print("ready", flush=True)
+    clients: set[socket.socket] = set()
+    owners: dict[int, socket.socket] = {}
+    import select
+
+    while True:
+        readable, _, _ = select.select([listener, wake_read, *clients], [], [])
+        if listener in readable:
+            clients.add(listener.accept()[0])
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+            _reap(owners)
+        for client in [c for c in readable if c in clients]:
+            try:
+                data, fds, _, _ = socket.recv_fds(client, 1 << 20, 3)
+                while data and not data.endswith(b"\n"):  # the rest of a long request
+                    data += client.recv(1 << 20)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                clients.discard(client)
+                client.close()
+                continue
+            request = json.loads(data)
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                for other in clients:
+                    other.close()
+                signal.set_wakeup_fd(-1)
+                os.close(wake_read)
+                os.close(wake_write)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _child(request, fds)  # never returns
+            for fd in fds:
+                os.close(fd)
+            owners[pid] = client
+            client.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def _reap(owners: dict[int, socket.socket]) -> None:
+    while owners:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        client = owners.pop(pid, None)
+        if client is not None:
+            try:
+                client.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status),
+                                       "cpu": usage.ru_utime + usage.ru_stime}).encode() + b"\n")
+            except OSError:
+                pass
+
+
+def _child(request: dict, fds: list[int]) -> None:
+    """Become ``fmtrain ARGV``: the request's session, streams, folder and environment, then the
+    command line's ``main()``; leave with its status as the console script would."""
+    import io
+    import tempfile
+
+    os.setsid()
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # TMPDIR is read again
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    # The streams a new interpreter would open on these descriptors: stdout buffered on a pipe,
+    # stderr by line, both written through under PYTHONUNBUFFERED.
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.FileIO(1, "w", closefd=False) if unbuffered else
+                                                   io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+                                                   write_through=unbuffered)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.FileIO(2, "w", closefd=False) if unbuffered else
+                                                   io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+                                                   line_buffering=True, write_through=unbuffered,
+                                                   errors="backslashreplace")
+    sys.argv = [request["program"], *request["argv"]]  # MLflow's mlflow.source.name
+    from fmtrain.cli.app import run
+
+    run()
+    os._exit(0)
+
+
+class WarmProcess:
+    """A command forked from the warm server, with ``subprocess.Popen``'s calls for a test."""
+
+    def __init__(self, path: str, argv, env: dict[str, str], cwd, stdin: int, stdout: int, stderr: int):
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.connect(path)
+        import shutil
+
+        request = {"argv": [str(arg) for arg in argv], "env": env, "cwd": str(cwd or os.getcwd()),
+                   "program": shutil.which("fmtrain", path=env.get("PATH")) or "fmtrain"}
+        socket.send_fds(self._socket, [json.dumps(request).encode() + b"\n"], [stdin, stdout, stderr])
+        self._buffer = b""
+        self.pid = self._message(None)["pid"]
+        self.returncode: int | None = None
+
+    def _message(self, timeout: float | None) -> dict | None:
+        """The server's next line; None when none came within ``timeout`` (0: do not wait)."""
+        self._socket.settimeout(timeout)
+        try:
+            while b"\n" not in self._buffer:
+                chunk = self._socket.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"the warm server closed before it answered (pid {getattr(self, 'pid', '?')})")
+                self._buffer += chunk
+        except (TimeoutError, BlockingIOError):
+            return None
+        finally:
+            self._socket.settimeout(None)
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            message = self._message(0)
+            if message is not None:
+                self._ended(message)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        if self.returncode is None:
+            message = self._message(timeout)
+            if message is None:
+                raise subprocess.TimeoutExpired(f"fmtrain (pid {self.pid})", timeout)
+            self._ended(message)
+        return self.returncode
+
+    def _ended(self, message: dict) -> None:
+        self.returncode, self.cpu_seconds = message["exit"], message["cpu"]
+        self._socket.close()
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:  # never a pid the system gave to another process since
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])
