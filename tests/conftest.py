@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -61,10 +62,33 @@ def real_data_dir() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory) -> Path:
+    """An empty sqlite store whose tables MLflow made (its schema migrations cost about 1.5
+    CPU-seconds), copied for each test's ``store``."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    """A fresh sqlite tracking store in a temporary folder, also the working directory."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def store(tmp_path, monkeypatch, _empty_store) -> str:
+    """A sqlite tracking store in a temporary folder, also the working directory: empty, its
+    tables made as by a first command run there, so that the test and its commands can open it
+    at once (MLflow does not lock its schema's creation against another process)."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_empty_store, path)
+    # The Default experiment's files go where MLflow would have put them, had it made the store
+    # here: ./mlruns/0 of the folder it was made from.
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   (str(tmp_path / "mlruns" / "0"),))
+    uri = f"sqlite:///{path}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "FMTRAIN_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
