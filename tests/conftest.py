@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import warm
 
 REAL_DATA = Path(os.environ.get("FMTRAIN_TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
 PROJECT = Path(__file__).resolve().parent.parent
@@ -148,99 +149,21 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
     return subprocess.CompletedProcess(["fmtrain", *argv], code, out.getvalue(), err.getvalue())
 
 
-_WARM: dict = {}
-
-
-def _warm_socket() -> str:
-    """The socket of this pytest process's warm server (tests/warm.py), started on first use."""
-    import subprocess
-    import tempfile
-
-    if "path" not in _WARM:
-        folder = tempfile.mkdtemp(prefix="warm", dir="/tmp")
-        path = f"{folder}/server.sock"
-        log = open(f"{folder}/server.log", "w")
-        server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "warm.py"), path],
-                                  stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-                                  env={k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))})
-        ready = server.stdout.readline()
-        assert ready == "ready\n", f"the warm server did not start: {open(log.name).read()[-2000:]}"
-        _WARM.update(path=path, server=server, folder=folder)
-    return _WARM["path"]
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _warm_server_stopped():
     """The warm server ends with the session (its commands have all been waited for)."""
-    import shutil
-    import signal
-
     yield
-    if "server" in _WARM:
-        os.killpg(_WARM["server"].pid, signal.SIGKILL)
-        _WARM["server"].wait()
-        shutil.rmtree(_WARM["folder"], ignore_errors=True)
-        _WARM.clear()
-
-
-def start(argv, *, env=None, cwd=None, stdin=None):
-    """``argv`` started as a user would, in a new session, its stdout and stderr on pipes (text):
-    a ``subprocess.Popen``, or for ``fmtrain`` a warm.WarmProcess where warm.warm_eligible says
-    the warm start does the same. Returns (process, stdout, stderr)."""
-    import subprocess
-
-    from warm import WarmProcess, warm_eligible
-
-    env = dict(os.environ if env is None else env)
-    if argv[0] != "fmtrain" or not warm_eligible(argv[1:], env):
-        popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 stdin=stdin, text=True,
-                                 start_new_session=True)
-        return popen, popen.stdout, popen.stderr
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        process = WarmProcess(_warm_socket(), argv[1:], env, cwd, null if stdin is None else stdin,
-                              out_write, err_write)
-    finally:
-        for fd in (out_write, err_write, null):
-            os.close(fd)
-    return process, os.fdopen(out_read, "r"), os.fdopen(err_read, "r")
-
-
-def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
-    """``fmtrain ARGV`` in a process of its own (started as ``start`` does), waited for: a
-    ``subprocess.CompletedProcess`` with its exit status, stdout and stderr."""
-    import subprocess
-    import threading
-
-    process, out, err = start(["fmtrain", *[str(arg) for arg in argv]], env=env, cwd=cwd)
-    texts = {}
-    readers = [threading.Thread(target=lambda name, stream: texts.__setitem__(name, stream.read()),
-                                args=(name, stream), daemon=True) for name, stream in (("out", out), ("err", err))]
-    for reader in readers:
-        reader.start()
-    try:
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    for reader in readers:
-        reader.join(timeout=30)
-    out.close()
-    err.close()
-    return subprocess.CompletedProcess(["fmtrain", *argv], code, texts.get("out", ""), texts.get("err", ""))
+    warm.stop_server()
 
 
 class Process:
-    """A command started as a user would (``start``), whose output lines a test can wait on."""
+    """A command started as a user would (``warm.start``), whose output lines a test can wait on."""
 
     def __init__(self, argv, *, env=None, cwd=None):
         import queue
         import threading
 
-        self.popen, stdout, stderr = start(argv, env=env, cwd=cwd)
+        self.popen, stdout, stderr = warm.start(argv, env=env, cwd=cwd)
         self.lines: list[str] = []
         self._queue = queue.Queue()
         self.err: list[str] = []
@@ -399,7 +322,7 @@ def registered_model(tmp_path_factory, real_data_dir) -> ServedModel:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
-    done = run_fmtrain(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
+    done = warm.run_fmtrain(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
                         "--register_as", "fashion-mnist"], env=env, cwd=folder, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     run_id = re.search(r"experiments/\d+/runs/(\w+)", done.stdout).group(1)

@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from warm import run_fmtrain
 
 from fmtrain.cli.app import main
 from fmtrain.learning import configs
 
-from conftest import PROJECT, all_runs, run_fmtrain
+from conftest import PROJECT, all_runs
 
 ARTIFACTS = {"model-whole.keras", "model.weights.h5", "best-model.keras", "loss-curve.png",
              "accuracy-curve.png", "history.csv", "model_summary.txt"}

@@ -16,6 +16,7 @@ import pytest
 from inotify_simple import INotify
 from inotify_simple import flags as inotify_flags
 from mlflow.tracking import MlflowClient
+from warm import run_fmtrain
 
 from conftest import (
     NO_JOB_RUNNER,
@@ -26,7 +27,6 @@ from conftest import (
     processes_mentioning,
     ray_env,
     restartable_server,
-    run_fmtrain,
     wait_for_http,
 )
 

@@ -33,8 +33,9 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+from warm import run_fmtrain
 
-from conftest import NO_JOB_RUNNER, PROJECT, free_port, run_fmtrain, wait_for_http
+from conftest import NO_JOB_RUNNER, PROJECT, free_port, wait_for_http
 
 CHROMIUM = os.environ.get("FMTRAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FMTRAIN_CHROMEDRIVER", "/usr/bin/chromedriver")

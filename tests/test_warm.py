@@ -4,9 +4,9 @@ import os
 
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import WarmProcess, warm_eligible
+from warm import WarmProcess, run_fmtrain, start, warm_eligible
 
-from conftest import all_runs, run_fmtrain, start
+from conftest import all_runs
 
 # Tags that name this very process or moment, different between any two runs.
 PER_PROCESS = {"fmtrain.process", "fmtrain.process.start", "fmtrain.heartbeat", "fmtrain.host",

@@ -217,5 +217,85 @@ class WarmProcess:
         self.send_signal(signal.SIGKILL)
 
 
+_SERVER: dict = {}
+
+
+def _warm_socket() -> str:
+    """The socket of this pytest process's warm server (tests/warm.py), started on first use."""
+    import subprocess
+    import tempfile
+
+    if "path" not in _SERVER:
+        folder = tempfile.mkdtemp(prefix="warm", dir="/tmp")
+        path = f"{folder}/server.sock"
+        log = open(f"{folder}/server.log", "w")
+        server = subprocess.Popen([sys.executable, __file__, path],
+                                  stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                                  env={k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))})
+        ready = server.stdout.readline()
+        assert ready == "ready\n", f"the warm server did not start: {open(log.name).read()[-2000:]}"
+        _SERVER.update(path=path, server=server, folder=folder)
+    return _SERVER["path"]
+
+
+def start(argv, *, env=None, cwd=None, stdin=None):
+    """``argv`` started as a user would, in a new session, its stdout and stderr on pipes (text):
+    a ``subprocess.Popen``, or for ``fmtrain`` a warm.WarmProcess where warm.warm_eligible says
+    the warm start does the same. Returns (process, stdout, stderr)."""
+    import subprocess
+
+    env = dict(os.environ if env is None else env)
+    if argv[0] != "fmtrain" or not warm_eligible(argv[1:], env):
+        popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=stdin, text=True,
+                                 start_new_session=True)
+        return popen, popen.stdout, popen.stderr
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        process = WarmProcess(_warm_socket(), argv[1:], env, cwd, null if stdin is None else stdin,
+                              out_write, err_write)
+    finally:
+        for fd in (out_write, err_write, null):
+            os.close(fd)
+    return process, os.fdopen(out_read, "r"), os.fdopen(err_read, "r")
+
+
+def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
+    """``fmtrain ARGV`` in a process of its own (started as ``start`` does), waited for: a
+    ``subprocess.CompletedProcess`` with its exit status, stdout and stderr."""
+    import subprocess
+    import threading
+
+    process, out, err = start(["fmtrain", *[str(arg) for arg in argv]], env=env, cwd=cwd)
+    texts = {}
+    readers = [threading.Thread(target=lambda name, stream: texts.__setitem__(name, stream.read()),
+                                args=(name, stream), daemon=True) for name, stream in (("out", out), ("err", err))]
+    for reader in readers:
+        reader.start()
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    for reader in readers:
+        reader.join(timeout=30)
+    out.close()
+    err.close()
+    return subprocess.CompletedProcess(["fmtrain", *argv], code, texts.get("out", ""), texts.get("err", ""))
+
+
+def stop_server() -> None:
+    """End this process's warm server, if it started one (its commands have all been waited for)."""
+    import shutil
+
+    if "server" in _SERVER:
+        os.killpg(_SERVER["server"].pid, signal.SIGKILL)
+        _SERVER["server"].wait()
+        shutil.rmtree(_SERVER["folder"], ignore_errors=True)
+        _SERVER.clear()
+
+
 if __name__ == "__main__":
     _serve(sys.argv[1])
