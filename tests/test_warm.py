@@ -15,7 +15,8 @@ PER_PROCESS = {"fmtrain.process", "fmtrain.process.start", "fmtrain.heartbeat", 
 
 def test_a_warm_fmtrain_records_what_a_cold_one_does(store, tiny_data_dir):
     argv = ["train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir)]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+    env = {k: v for k, v in os.environ.items() if k != "FMTRAIN_TEST_COLD"}
+    env["MLFLOW_TRACKING_URI"] = store
     warm = run_fmtrain([*argv, "--experiment", "warm"], env=env)
     cold = run_fmtrain([*argv, "--experiment", "cold"], env=dict(env, FMTRAIN_TEST_COLD="1"))
     assert (warm.returncode, cold.returncode) == (0, 0), warm.stderr[-2000:] + cold.stderr[-2000:]
@@ -32,7 +33,8 @@ def test_a_warm_fmtrain_records_what_a_cold_one_does(store, tiny_data_dir):
 
 
 def test_a_warm_start_is_a_process_of_its_own_and_cold_where_the_imports_would_differ(tmp_path):
-    process, out, err = start(["fmtrain", "configs"], cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "FMTRAIN_TEST_COLD"}  # a warm start, whatever the suite's mode
+    process, out, err = start(["fmtrain", "configs"], env=env, cwd=tmp_path)
     assert isinstance(process, WarmProcess) and process.wait(timeout=60) == 0
     assert process.pid != os.getpid() and "early-stopping" in out.read()
     out.close()
