@@ -8,15 +8,19 @@ environment, standard streams, signal handlers and exit status) that a test sign
 as it would a cold one. What the fork skips is only the import of modules that a cold start
 imports the same way.
 
-A command is started cold instead (its own interpreter, as before) when the warm server's
-imports could change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a
-command with several seeds and no ``--backend`` (it picks JAX when it is installed), a resume
-(its backend is the resumed run's), a command
-that asks for TensorFlow's own logs (``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow
-reads them when imported), and any command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what
-test_packaging and test_cli run.
+A command is started cold instead (its own interpreter) when the warm server's imports could
+change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a command with
+several seeds and no ``--backend`` (it picks JAX when it is installed), a resume (its backend is
+the resumed run's), a command that asks for TensorFlow's own logs (``FMTRAIN_DEBUG``,
+``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when imported), and every command while
+``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what test_packaging
+and test_cli run.
 
-The protocol, on a Unix socket: the client sends one JSON line (argv, env, cwd) with three file
+The server forks before TensorFlow ran any operation, so no thread pool of TensorFlow's is
+half-copied; ``tests/test_warm.py`` checks that a warm run records the params, tags, metrics and
+artifacts that a cold run of the same command does.
+
+The protocol, on a Unix socket: the client sends one JSON line (argv, env, cwd, program) with three file
 descriptors (stdin, stdout, stderr); the server answers with the child's pid, then, when the
 child exits, its exit status as ``subprocess`` reports it (``-N`` for signal N).
 """
