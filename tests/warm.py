@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -75,8 +76,6 @@ def _serve(path: str) -> None:
     print("ready", flush=True)
     clients: set[socket.socket] = set()
     owners: dict[int, socket.socket] = {}
-    import select
-
     while True:
         readable, _, _ = select.select([listener, wake_read, *clients], [], [])
         if listener in readable:
