@@ -123,7 +123,6 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
     that it costs no second start of TensorFlow and MLflow. ``env``'s MLFLOW_* and FMTRAIN_*
     variables replace this process's for the call; ``cwd`` is its working directory. Returns a
     subprocess.CompletedProcess with the exit status and what the command printed."""
-    import contextlib
     import io
     import subprocess
 
@@ -179,6 +178,7 @@ class Process:
                 (sink.put if hasattr(sink, "put") else sink.append)(line.rstrip("\n"))
         if hasattr(sink, "put"):
             sink.put(None)
+
     def expect(self, text: str, timeout: float = 300) -> str:
         """Wait for an output line containing ``text``; fail with the output if it never comes."""
         import queue
@@ -317,13 +317,12 @@ class ServedModel:
 def registered_model(tmp_path_factory, real_data_dir) -> ServedModel:
     """``fmtrain train`` on 3,000 real images (3 epochs), registered as fashion-mnist version 1,
     shared by the serving and lineage tests."""
-
     folder = tmp_path_factory.mktemp("registered")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
     done = warm.run_fmtrain(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
-                        "--register_as", "fashion-mnist"], env=env, cwd=folder, timeout=600)
+                             "--register_as", "fashion-mnist"], env=env, cwd=folder, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     run_id = re.search(r"experiments/\d+/runs/(\w+)", done.stdout).group(1)
     return ServedModel(uri, "models:/fashion-mnist/1", run_id, folder)

@@ -27,12 +27,17 @@ child exits, its exit status as ``subprocess`` reports it (``-N`` for signal N).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 
 # What every fmtrain command imports before it works, imported once. Not Ray: it reads its
 # variables when imported (engines.ray_environment sets them per command).
@@ -114,7 +119,7 @@ def _serve(path: str) -> None:
 def _reap(owners: dict[int, socket.socket]) -> None:
     while owners:
         try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
@@ -122,8 +127,7 @@ def _reap(owners: dict[int, socket.socket]) -> None:
         client = owners.pop(pid, None)
         if client is not None:
             try:
-                client.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status),
-                                       "cpu": usage.ru_utime + usage.ru_stime}).encode() + b"\n")
+                client.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
             except OSError:
                 pass
 
@@ -131,9 +135,6 @@ def _reap(owners: dict[int, socket.socket]) -> None:
 def _child(request: dict, fds: list[int]) -> None:
     """Become ``fmtrain ARGV``: the request's session, streams, folder and environment, then the
     command line's ``main()``; leave with its status as the console script would."""
-    import io
-    import tempfile
-
     os.setsid()
     for target, fd in zip((0, 1, 2), fds, strict=True):
         os.dup2(fd, target)
@@ -156,8 +157,8 @@ def _child(request: dict, fds: list[int]) -> None:
     sys.argv = [request["program"], *request["argv"]]  # MLflow's mlflow.source.name
     from fmtrain.cli.app import run
 
-    run()
-    os._exit(0)
+    run()  # leaves with os._exit
+    os._exit(1)  # never back into the server's loop
 
 
 class WarmProcess:
@@ -166,8 +167,6 @@ class WarmProcess:
     def __init__(self, path: str, argv, env: dict[str, str], cwd, stdin: int, stdout: int, stderr: int):
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.connect(path)
-        import shutil
-
         request = {"argv": [str(arg) for arg in argv], "env": env, "cwd": str(cwd or os.getcwd()),
                    "program": shutil.which("fmtrain", path=env.get("PATH")) or "fmtrain"}
         socket.send_fds(self._socket, [json.dumps(request).encode() + b"\n"], [stdin, stdout, stderr])
@@ -199,8 +198,6 @@ class WarmProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        import subprocess
-
         if self.returncode is None:
             message = self._message(timeout)
             if message is None:
@@ -209,7 +206,7 @@ class WarmProcess:
         return self.returncode
 
     def _ended(self, message: dict) -> None:
-        self.returncode, self.cpu_seconds = message["exit"], message["cpu"]
+        self.returncode = message["exit"]
         self._socket.close()
 
     def send_signal(self, signum: int) -> None:
@@ -225,9 +222,6 @@ _SERVER: dict = {}
 
 def _warm_socket() -> str:
     """The socket of this pytest process's warm server (tests/warm.py), started on first use."""
-    import subprocess
-    import tempfile
-
     if "path" not in _SERVER:
         folder = tempfile.mkdtemp(prefix="warm", dir="/tmp")
         path = f"{folder}/server.sock"
@@ -245,13 +239,10 @@ def start(argv, *, env=None, cwd=None, stdin=None):
     """``argv`` started as a user would, in a new session, its stdout and stderr on pipes (text):
     a ``subprocess.Popen``, or for ``fmtrain`` a warm.WarmProcess where warm.warm_eligible says
     the warm start does the same. Returns (process, stdout, stderr)."""
-    import subprocess
-
     env = dict(os.environ if env is None else env)
     if argv[0] != "fmtrain" or not warm_eligible(argv[1:], env):
-        popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 stdin=stdin, text=True,
-                                 start_new_session=True)
+        popen = subprocess.Popen(argv, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         return popen, popen.stdout, popen.stderr
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
@@ -268,13 +259,14 @@ def start(argv, *, env=None, cwd=None, stdin=None):
 def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
     """``fmtrain ARGV`` in a process of its own (started as ``start`` does), waited for: a
     ``subprocess.CompletedProcess`` with its exit status, stdout and stderr."""
-    import subprocess
-    import threading
-
     process, out, err = start(["fmtrain", *[str(arg) for arg in argv]], env=env, cwd=cwd)
     texts = {}
-    readers = [threading.Thread(target=lambda name, stream: texts.__setitem__(name, stream.read()),
-                                args=(name, stream), daemon=True) for name, stream in (("out", out), ("err", err))]
+
+    def drain(name, stream):  # both pipes read while it runs; daemons, as a grandchild may hold one
+        with stream:
+            texts[name] = stream.read()
+
+    readers = [threading.Thread(target=drain, args=pipe, daemon=True) for pipe in (("out", out), ("err", err))]
     for reader in readers:
         reader.start()
     try:
@@ -284,15 +276,11 @@ def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
         raise
     for reader in readers:
         reader.join(timeout=30)
-    out.close()
-    err.close()
     return subprocess.CompletedProcess(["fmtrain", *argv], code, texts.get("out", ""), texts.get("err", ""))
 
 
 def stop_server() -> None:
     """End this process's warm server, if it started one (its commands have all been waited for)."""
-    import shutil
-
     if "server" in _SERVER:
         os.killpg(_SERVER["server"].pid, signal.SIGKILL)
         _SERVER["server"].wait()
