@@ -239,7 +239,7 @@ def test_a_loss_that_becomes_nan_fails_the_run(store, real_data_dir, capsys):
 
 
 def _one_line_exit_2(argv, env, cwd):
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    done = run_fmtrain(argv[1:], env=env, cwd=cwd, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]

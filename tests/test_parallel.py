@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from mlflow.tracking import MlflowClient
+from warm import run_fmtrain
 
 from conftest import Process, all_runs, fmtrain_here, processes_mentioning, ray_env
 
@@ -39,8 +40,7 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
         if workers == "1":  # every child in the command's own process: here, this one (fmtrain_here)
             done = fmtrain_here(argv[1:], env=ray_env(store, ray_tmp), cwd=tmp_path)
         else:
-            done = subprocess.run(argv, capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path,
-                                  timeout=600)
+            done = run_fmtrain(argv[1:], env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         parent, children = parent_and_children(f"workers-{workers}")
         assert parent.info.status == "FINISHED" and parent.data.params["workers"] == workers

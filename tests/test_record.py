@@ -337,8 +337,7 @@ def test_a_read_only_store_folder_with_a_writable_database_gets_one_line(tmp_pat
     (tmp_path / "mlflow.db").chmod(0o666)
     subprocess.run(["chattr", "+i", str(tmp_path)], check=True)  # even root cannot add its -journal file
     try:
-        done = subprocess.run(["fmtrain", "train", "--data_dir", str(tiny_data_dir)], capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=300)
+        done = run_fmtrain(["train", "--data_dir", str(tiny_data_dir)], env=env, cwd=tmp_path, timeout=300)
     finally:
         subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
     assert done.returncode == 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from warm import run_fmtrain
 
 from conftest import PROJECT, Process, descendants, fmtrain_here, make_dataset, restartable_server
 
@@ -32,8 +33,7 @@ class Place:
         return env
 
     def run(self, *argv, check=True):
-        done = subprocess.run(["fmtrain", *argv], capture_output=True, text=True, env=self.env(),
-                              cwd=self.folder, timeout=600)
+        done = run_fmtrain(argv, env=self.env(), cwd=self.folder, timeout=600)
         if check:
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done
