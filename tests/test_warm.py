@@ -4,9 +4,9 @@ import os
 
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import WarmProcess, run_fmtrain, start, warm_eligible
+from warm import WarmProcess, run_fmtrain, script_pids, start, warm_eligible
 
-from conftest import all_runs
+from conftest import all_runs, ray_env
 
 # Tags that name this very process or moment, different between any two runs.
 PER_PROCESS = {"fmtrain.process", "fmtrain.process.start", "fmtrain.heartbeat", "fmtrain.host",
@@ -51,3 +51,15 @@ def test_a_warm_command_writes_its_streams_as_a_cold_one(unbuffered, tmp_path):
     done = run_fmtrain(["train", "--patience", "-1"], env=dict(os.environ, PYTHONUNBUFFERED=unbuffered), cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("fmtrain: error: ") and done.stderr.count("\n") == 1
+
+
+def test_a_warm_sweeps_ray_workers_are_forks_of_the_warm_server(store, tiny_data_dir, ray_tmp, tmp_path):
+    env = {k: v for k, v in ray_env(store, ray_tmp).items() if k != "FMTRAIN_TEST_COLD"}
+    done = run_fmtrain(["sweep", "--configs", "adam,dropout", "--epochs", "1", "--workers", "2", "--quiet",
+                        "--data_dir", str(tiny_data_dir)], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "up to 2 at once on a local Ray instance" in done.stdout
+    children = [run for run in all_runs() if "mlflow.parentRunId" in run.data.tags]
+    assert sorted(run.data.tags["fmtrain.config"] for run in children) == ["adam", "dropout"]
+    workers = {int(run.data.tags["fmtrain.process"].rpartition(":")[2]) for run in children}
+    assert workers and workers <= script_pids()

@@ -139,6 +139,9 @@ def _serve(path: str) -> None:
                 _child(request, fds)  # never returns
             for fd in fds:
                 os.close(fd)
+            if "script" in request:  # for script_pids()
+                with open(os.path.join(os.path.dirname(path), "scripts"), "a") as scripts:
+                    scripts.write(f"{pid}\n")
             owners[pid] = client
             client.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
@@ -384,6 +387,12 @@ def _script_client(python: str, argv: list[str]) -> None:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     os._exit(code)
+
+
+def script_pids() -> set[int]:
+    """The pids of the Ray workers this process's warm server has run as forks so far."""
+    path = os.path.join(_SERVER["folder"], "scripts") if "folder" in _SERVER else ""
+    return {int(line) for line in open(path)} if os.path.exists(path) else set()
 
 
 def stop_server() -> None:
