@@ -83,7 +83,7 @@ def test_a_range_the_configuration_cannot_train_is_refused():
 
 
 def test_show_space_prints_the_space_as_a_table_and_as_json(tmp_path):
-    done = subprocess.run(["fmtrain", "tune", "--show-space"], capture_output=True, text=True, cwd=tmp_path)
+    done = run_fmtrain(["tune", "--show-space"], cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
     assert "| units | whole numbers 32 to 512, log scale | 100 |" in done.stdout
     assert "| learning_rate | numbers 0.0001 to 0.01, log scale | Keras's default |" in done.stdout

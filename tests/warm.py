@@ -384,7 +384,8 @@ def _script_client(python: str, argv: list[str]) -> None:
     line = answers.readline()
     code = json.loads(line)["exit"] if line else -signal.SIGKILL  # the server itself was killed
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # the only two without a handler to reset
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     os._exit(code)
 
