@@ -16,30 +16,26 @@ the resumed run's), a command that asks for TensorFlow's own logs (``FMTRAIN_DEB
 ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what test_packaging
 and test_cli run.
 
-A warm command's Ray workers start warm too: in its fork, ``sys.executable`` is PYTHON, which
-hands each Ray worker on TensorFlow to the server as a fork of its own (Ray's other processes
-start as they always do). Ray still starts, signals, kills and watches each worker through the
-process it started; the fork runs Ray's own ``default_worker.py`` with that process's command
-line, streams and environment, leads its own process group, and dies with it.
+A warm command's Ray workers on TensorFlow start warm too, as forks of the same server
+(``tests/warm_worker.py``).
 
 The server forks before TensorFlow ran any operation, so no thread pool of TensorFlow's is
 half-copied; ``tests/test_warm.py`` checks that a warm run records the params, tags, metrics and
 artifacts that a cold run of the same command does.
 
-The protocol, on a Unix socket: the client sends one JSON line (argv, env, cwd, program; or
-for a Ray worker script, argv, env, cwd and executable) with its file descriptors (stdin,
-stdout, stderr; for a script, also the read end of its lifeline); the server answers with the child's pid, then, when the
-child exits, its exit status as ``subprocess`` reports it (``-N`` for signal N).
+The protocol, on a Unix socket: the client sends one JSON line (argv, env, cwd, program; for a
+Ray worker, script, argv, env, cwd and executable) with its file descriptors (stdin, stdout,
+stderr; for a Ray worker, also its lifeline's read end); the server answers with the child's
+pid, then, when the child exits, its exit status as ``subprocess`` reports it (``-N`` for
+signal N).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import select
-import shlex
 import shutil
 import signal
 import socket
@@ -48,19 +44,10 @@ import sys
 import tempfile
 import threading
 
+import warm_worker
+
 # What every fmtrain command imports before it works, imported once. Not Ray: it reads its
 # variables when imported (engines.ray_environment sets them per command).
-# A warm command's Ray starts its processes with ``sys.executable``: in a fork, this folder's
-# bin/python, the virtual environment's Python seen through a folder of the server's. It hands a
-# Ray worker on TensorFlow (default_worker.py) to the server, to run as a fork too, and starts
-# every other process (Ray's agents, setup_worker.py, a worker on JAX) as Python itself would.
-PYTHON = """#!/bin/bash
-if [[ "$1" == */ray/_private/workers/default_worker.py && "${{KERAS_BACKEND:-tensorflow}}" == tensorflow
-      && -n "$FMTRAIN_TEST_WARM_SOCKET" && "$FMTRAIN_TEST_COLD" != 1 ]]; then
-    exec {real} -I -S {client} --script "$0" "$@"
-fi
-exec -a "$0" {real} "$@"
-"""
 WARM_IMPORTS = ("fmtrain.cli.app", "fmtrain.tracking.store", "fmtrain.tracking.runs", "fmtrain.tracking.logged",
                 "fmtrain.workflows.train", "fmtrain.workflows.sweep", "fmtrain.workflows.tune",
                 "fmtrain.workflows.evaluate", "fmtrain.workflows.reap", "mlflow.keras")
@@ -91,7 +78,7 @@ def _serve(path: str) -> None:
 
     from fmtrain.learning import backend
 
-    _SERVED.update(socket=path, python=_python_folder(os.path.dirname(path)))
+    _SERVED.update(socket=path, python=warm_worker.python_folder(os.path.dirname(path)))
 
     backend.use("tensorflow")
     for name in WARM_IMPORTS:
@@ -135,7 +122,7 @@ def _serve(path: str) -> None:
                 os.close(wake_write)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 if "script" in request:
-                    _script_child(request, fds)  # never returns
+                    warm_worker.child(request, fds, _become)  # never returns
                 _child(request, fds)  # never returns
             for fd in fds:
                 os.close(fd)
@@ -162,24 +149,10 @@ def _reap(owners: dict[int, socket.socket]) -> None:
                 pass
 
 
-def _python_folder(folder: str) -> str:
-    """PYTHON's folder under ``folder``, as ``python -m venv`` lays one out; returns its bin/python."""
-    root = os.path.join(folder, "python")
-    os.makedirs(os.path.join(root, "bin"))
-    shutil.copy(os.path.join(sys.prefix, "pyvenv.cfg"), root)
-    os.symlink(os.path.join(sys.prefix, "lib"), os.path.join(root, "lib"))
-    python = os.path.join(root, "bin", "python")
-    with open(python, "w") as script:
-        script.write(PYTHON.format(real=shlex.quote(os.path.realpath(sys.executable)),
-                                   client=shlex.quote(os.path.abspath(__file__))))
-    os.chmod(python, 0o755)
-    return python
-
-
 def _child(request: dict, fds: list[int]) -> None:
     """Become ``fmtrain ARGV``: the request's session, streams, folder and environment, then the
     command line's ``main()``; leave with its status as the console script would. Its Ray, if it
-    starts one, starts its processes with PYTHON."""
+    starts one, starts its processes with warm_worker's Python."""
     os.setsid()
     _become(request, fds)
     os.environ["FMTRAIN_TEST_WARM_SOCKET"] = _SERVED["socket"]
@@ -189,34 +162,6 @@ def _child(request: dict, fds: list[int]) -> None:
 
     run()  # leaves with os._exit
     os._exit(1)  # never back into the server's loop
-
-
-def _script_child(request: dict, fds: list[int]) -> None:
-    """Become ``python SCRIPT ARGS`` (a Ray worker) for the client that PYTHON started in its
-    place: its streams, folder, environment and command line. It runs the script as Python runs
-    a file, and ends as Python ends one: with the script's status, after its exit functions. It
-    leads a process group of its own, as the worker that Ray starts does (Ray kills a worker's
-    group), and dies with its client (SIGKILL when the client's end of ``lifeline`` closes), so
-    that whatever kills the client kills it too."""
-    *streams, lifeline = fds
-    os.setpgid(0, 0)
-    _become(request, streams)
-    threading.Thread(target=_die_when_closed, args=(lifeline,), daemon=True).start()
-    sys.executable = request["executable"]
-    sys.argv = list(request["argv"])
-    import runpy
-
-    import ray._raylet
-
-    ray._raylet.setproctitle(" ".join([request["executable"], *request["argv"]]))  # its /proc cmdline
-    runpy.run_path(request["script"], run_name="__main__")
-    sys.exit(0)  # out of the server's loop, into the interpreter's own ending
-
-
-def _die_when_closed(fd: int) -> None:
-    while os.read(fd, 1):
-        pass
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _become(request: dict, fds: list[int]) -> None:
@@ -359,37 +304,6 @@ def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
     return subprocess.CompletedProcess(["fmtrain", *argv], code, texts.get("out", ""), texts.get("err", ""))
 
 
-def _script_client(python: str, argv: list[str]) -> None:
-    """PYTHON's stand-in for ``python ARGV``: the warm server runs it as a fork, with this process's
-    streams, folder and environment; this process passes on the signals it gets, and ends as the
-    fork ended (by the same signal, or with the same status). Without the server, Python itself."""
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(os.environ["FMTRAIN_TEST_WARM_SOCKET"])
-    except OSError:
-        os.execv(sys.executable, [python, *argv])
-    lifeline, held = os.pipe()  # the fork reads until this process's end closes
-    request = {"script": argv[0], "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "executable": python}
-    socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [0, 1, 2, lifeline])
-    os.close(lifeline)
-    answers = connection.makefile("rb")
-    pid = json.loads(answers.readline())["pid"]
-
-    def pass_on(signum, _frame):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, pass_on)
-    line = answers.readline()
-    code = json.loads(line)["exit"] if line else -signal.SIGKILL  # the server itself was killed
-    if code < 0:
-        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # the only two without a handler to reset
-            signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    os._exit(code)
-
-
 def script_pids() -> set[int]:
     """The pids of the Ray workers this process's warm server has run as forks so far."""
     path = os.path.join(_SERVER["folder"], "scripts") if "folder" in _SERVER else ""
@@ -406,7 +320,4 @@ def stop_server() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--script":
-        _script_client(sys.argv[2], sys.argv[3:])
-    else:
-        _serve(sys.argv[1])
+    _serve(sys.argv[1])
