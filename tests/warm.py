@@ -70,15 +70,12 @@ def warm_eligible(argv: list[str], env: dict[str, str]) -> bool:
     return "--seeds" not in args
 
 
-_SERVED: dict = {}  # in the server: its socket and its Python (PYTHON)
-
-
 def _serve(path: str) -> None:
     import importlib
 
     from fmtrain.learning import backend
 
-    _SERVED.update(socket=path, python=warm_worker.python_folder(os.path.dirname(path)))
+    python = warm_worker.python_folder(os.path.dirname(path))  # its forks' sys.executable
 
     backend.use("tensorflow")
     for name in WARM_IMPORTS:
@@ -123,7 +120,7 @@ def _serve(path: str) -> None:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 if "script" in request:
                     warm_worker.child(request, fds, _become)  # never returns
-                _child(request, fds)  # never returns
+                _child(request, fds, path, python)  # never returns
             for fd in fds:
                 os.close(fd)
             if "script" in request:  # for script_pids()
@@ -149,14 +146,15 @@ def _reap(owners: dict[int, socket.socket]) -> None:
                 pass
 
 
-def _child(request: dict, fds: list[int]) -> None:
+def _child(request: dict, fds: list[int], path: str, python: str) -> None:
     """Become ``fmtrain ARGV``: the request's session, streams, folder and environment, then the
     command line's ``main()``; leave with its status as the console script would. Its Ray, if it
-    starts one, starts its processes with warm_worker's Python."""
+    starts one, starts its processes with ``python``, warm_worker's, which hands each worker to the
+    server at ``path``."""
     os.setsid()
     _become(request, fds)
-    os.environ["FMTRAIN_TEST_WARM_SOCKET"] = _SERVED["socket"]
-    sys.executable = _SERVED["python"]
+    os.environ["FMTRAIN_TEST_WARM_SOCKET"] = path
+    sys.executable = python
     sys.argv = [request["program"], *request["argv"]]  # MLflow's mlflow.source.name
     from fmtrain.cli.app import run
 

@@ -6,7 +6,7 @@ hands a Ray worker on TensorFlow (Ray's own ``default_worker.py``) to the warm s
 it as a fork of its own (``child``), and starts every other process (Ray's agents,
 ``setup_worker.py``, a worker on JAX) as Python itself would. The process that Ray started stays
 as the worker's stand-in (``client``): Ray starts, signals, kills and watches the worker through
-it, as it always does; the fork has its command line, streams and environment, leads a process
+it, as it always does; the fork has its arguments, streams and environment, leads a process
 group of its own as a worker Ray starts does, and dies with it.
 
 The stand-in imports only the standard library: it runs as ``python -I -S``.
@@ -28,7 +28,7 @@ import threading
 # command, Python itself for anything else.
 PYTHON = """#!/bin/bash
 if [[ "$1" == */ray/_private/workers/default_worker.py && "${{KERAS_BACKEND:-tensorflow}}" == tensorflow
-      && -n "$FMTRAIN_TEST_WARM_SOCKET" && "$FMTRAIN_TEST_COLD" != 1 ]]; then
+      && -n "$FMTRAIN_TEST_WARM_SOCKET" ]]; then
     exec {real} -I -S {client} "$0" "$@"
 fi
 exec -a "$0" {real} "$@"
@@ -51,7 +51,7 @@ def python_folder(folder: str) -> str:
 
 def child(request: dict, fds: list[int], become) -> None:
     """Become ``python SCRIPT ARGS`` (a Ray worker) for the client that PYTHON started in its
-    place: its streams, folder, environment and command line. It runs the script as Python runs
+    place: its streams, folder, environment and arguments. It runs the script as Python runs
     a file, and ends as Python ends one: with the script's status, after its exit functions. It
     leads a process group of its own, as the worker that Ray starts does (Ray kills a worker's
     group), and dies with its client (SIGKILL when the client's end of ``lifeline`` closes), so
@@ -65,9 +65,6 @@ def child(request: dict, fds: list[int], become) -> None:
     sys.argv = list(request["argv"])
     import runpy
 
-    import ray._raylet
-
-    ray._raylet.setproctitle(" ".join([request["executable"], *request["argv"]]))  # its /proc cmdline
     runpy.run_path(request["script"], run_name="__main__")
     sys.exit(0)  # out of the server's loop, into the interpreter's own ending
 
