@@ -46,6 +46,21 @@ def test_a_warm_start_is_a_process_of_its_own_and_cold_where_the_imports_would_d
     assert warm_eligible(["sweep", "--seeds", "2", "--backend=tensorflow"], {})
 
 
+def test_a_resume_starts_warm_only_for_a_tensorflow_run_of_a_sqlite_store(store):
+    client = MlflowClient()
+    experiment = client.create_experiment("resumes")
+    tensorflow, jax = (client.create_run(experiment).info.run_id for _ in range(2))
+    client.log_param(tensorflow, "backend", "tensorflow")
+    client.log_param(jax, "backend", "jax")
+    env = {"MLFLOW_TRACKING_URI": store}
+    assert warm_eligible(["train", "--resume", tensorflow, "--quiet"], env)
+    assert warm_eligible(["train", f"--resume={tensorflow}"], env)
+    for argv, where in ((["train", "--resume", jax], env), (["train", "--resume", "no-such-run"], env),
+                        (["sweep", "--resume", tensorflow], env), (["train", "--resume", tensorflow], {}),
+                        (["train", "--resume", tensorflow], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})):
+        assert not warm_eligible(argv, where), (argv, where)
+
+
 @pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_a_warm_command_writes_its_streams_as_a_cold_one(unbuffered, tmp_path):
     done = run_fmtrain(["train", "--patience", "-1"], env=dict(os.environ, PYTHONUNBUFFERED=unbuffered), cwd=tmp_path)

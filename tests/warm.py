@@ -11,9 +11,9 @@ imports the same way.
 A command is started cold instead (its own interpreter) when the warm server's imports could
 change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a command with
 several seeds and no ``--backend`` (it picks JAX when it is installed), a resume (its backend is
-the resumed run's), a command that asks for TensorFlow's own logs (``FMTRAIN_DEBUG``,
-``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when imported), and every command while
-``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what test_packaging
+the resumed run's) unless it resumes a TensorFlow run of a sqlite store, a command that asks for
+TensorFlow's own logs (``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when
+imported), and every command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what test_packaging
 and test_cli run.
 
 A warm command's Ray workers on TensorFlow start warm too, as forks of the same server
@@ -32,6 +32,7 @@ signal N).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -61,13 +62,29 @@ def warm_eligible(argv: list[str], env: dict[str, str]) -> bool:
         return False
     if env.get("FMTRAIN_DEBUG") or env.get("TF_CPP_MIN_LOG_LEVEL") == "0":  # TensorFlow's own logs
         return False
-    if "--resume" in args:  # the backend is the resumed run's
-        return False
+    if "--resume" in args or any(arg.startswith("--resume=") for arg in args):
+        return _resumed_backend(args, env) == "tensorflow"  # the resumed run's backend is the one it uses
     for index, arg in enumerate(args):
         if arg == "--backend" or arg.startswith("--backend="):
             value = arg.partition("=")[2] or (args[index + 1] if index + 1 < len(args) else "")
             return value == "tensorflow"
     return "--seeds" not in args
+
+
+def _resumed_backend(args: list[str], env: dict[str, str]) -> str | None:
+    """The ``backend`` param of the run that ``train --resume RUN_ID`` continues, read from the
+    sqlite file of an absolute ``MLFLOW_TRACKING_URI``; None for any other command or store (a
+    server may be the one a test has stopped), or when the file has no such run."""
+    import sqlite3
+
+    path = env.get("MLFLOW_TRACKING_URI", "").removeprefix("sqlite:///")
+    if args[:1] != ["train"] or not path.startswith("/") or not os.path.isfile(path):
+        return None
+    index = next(i for i, arg in enumerate(args) if arg.startswith("--resume"))
+    run_id = args[index].partition("=")[2] or (args[index + 1] if index + 1 < len(args) else "")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as store:
+        row = store.execute("SELECT value FROM params WHERE run_uuid = ? AND key = 'backend'", (run_id,)).fetchone()
+    return row[0] if row else None
 
 
 def _serve(path: str) -> None:
