@@ -13,8 +13,8 @@ change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a co
 several seeds and no ``--backend`` (it picks JAX when it is installed), a resume (its backend is
 the resumed run's) unless it resumes a TensorFlow run of a sqlite store, a command that asks for
 TensorFlow's own logs (``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when
-imported), and every command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what test_packaging
-and test_cli run.
+imported), and every command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console
+script's own start is what test_packaging and test_cli run.
 
 A warm command's Ray workers on TensorFlow start warm too, as forks of the same server
 (``tests/warm_worker.py``).
