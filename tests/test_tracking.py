@@ -54,17 +54,23 @@ def test_unreachable_store_is_described_by_its_uri(monkeypatch):
                                                  "start it or point MLFLOW_TRACKING_URI at one that runs")
 
 
-def test_a_read_only_sqlite_store_is_described_as_such_whatever_its_timestamps_hold(monkeypatch):
-    # sqlite's error quotes the SQL's parameters: millisecond timestamps that may hold 401 or 403
+def test_a_read_only_sqlite_store_is_described_as_such_whatever_its_values_hold(monkeypatch):
+    # sqlite's error quotes the SQL's parameters, whose timestamps, metrics or names may hold 401 or 403
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "sqlite:///mlflow.db")
-    for stamp in (1795774403712, 1795774401712):
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    for values in ("'fashion-mnist', 1795774403712", "'fashion-mnist', 1795774401712", "'val_loss', 0.403",
+                   "'fm', 403"):
         error = mlflow.exceptions.MlflowException(
             "(sqlite3.OperationalError) unable to open database file\n[SQL: INSERT INTO experiments (name, "
-            f"creation_time) VALUES (?, ?)]\n[parameters: ('fashion-mnist', {stamp})]")
+            f"creation_time) VALUES (?, ?)]\n[parameters: ({values})]")
         assert store.describe_store_error(error) == ("tracking store sqlite:///mlflow.db cannot be written; "
-                                                     "check the file's and folder's permissions")
+                                                     "check the file's and folder's permissions"), values
     forbidden = mlflow.exceptions.MlflowException("API request failed with error code 403 != 200")
     assert "denied this user permission" in store.describe_store_error(forbidden)
+    unauthorized = mlflow.exceptions.MlflowException("API request failed with error code 401 != 200")
+    assert "refused the credentials" in store.describe_store_error(unauthorized)
+    measured = mlflow.exceptions.MlflowException("metric val_loss=0.403 was refused by the store")
+    assert store.describe_store_error(measured).endswith(": metric val_loss=0.403 was refused by the store")
 
 
 def test_the_ui_link_names_the_experiment_and_how_to_serve_a_local_store(store, tmp_path, monkeypatch):

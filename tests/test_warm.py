@@ -43,6 +43,7 @@ def test_a_warm_start_is_a_process_of_its_own_and_cold_where_the_imports_would_d
                       (["train", "--resume", "x"], {}), (["train"], {"KERAS_BACKEND": "jax"}),
                       (["train"], {"FMTRAIN_DEBUG": "1"}), (["train"], {"FMTRAIN_TEST_COLD": "1"})):
         assert not warm_eligible(argv, env), (argv, env)
+    assert not warm_eligible(["train", "--seeds=3"], {})
     assert warm_eligible(["sweep", "--seeds", "2", "--backend=tensorflow"], {})
 
 
@@ -55,8 +56,11 @@ def test_a_resume_starts_warm_only_for_a_tensorflow_run_of_a_sqlite_store(store)
     env = {"MLFLOW_TRACKING_URI": store}
     assert warm_eligible(["train", "--resume", tensorflow, "--quiet"], env)
     assert warm_eligible(["train", f"--resume={tensorflow}"], env)
-    for argv, where in ((["train", "--resume", jax], env), (["train", "--resume", "no-such-run"], env),
+    relative = {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}  # the same file, from the working directory
+    for argv, where in ((["train", "--resume", jax], env), (["train", f"--resume={jax}"], env),
+                        (["train", "--resume", "no-such-run"], env), (["train", "--resume"], env),
                         (["sweep", "--resume", tensorflow], env), (["train", "--resume", tensorflow], {}),
+                        (["train", "--resume", tensorflow], relative),
                         (["train", "--resume", tensorflow], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})):
         assert not warm_eligible(argv, where), (argv, where)
 

@@ -9,12 +9,13 @@ as it would a cold one. What the fork skips is only the import of modules that a
 imports the same way.
 
 A command is started cold instead (its own interpreter) when the warm server's imports could
-change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), a command with
-several seeds and no ``--backend`` (it picks JAX when it is installed), a resume (its backend is
-the resumed run's) unless it resumes a TensorFlow run of a sqlite store, a command that asks for
-TensorFlow's own logs (``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when
-imported), and every command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console
-script's own start is what test_packaging and test_cli run.
+change what it does: Keras on JAX (``--backend jax`` or ``KERAS_BACKEND``), ``--seeds`` without
+``--backend`` (several seeds pick JAX when it is installed), a resume (its backend is the resumed
+run's) but ``train --resume`` of a run whose ``backend`` param is ``tensorflow`` in a
+``sqlite:///`` store given by absolute path, a command that asks for TensorFlow's own logs
+(``FMTRAIN_DEBUG``, ``TF_CPP_MIN_LOG_LEVEL=0``: TensorFlow reads them when imported), and every
+command while ``FMTRAIN_TEST_COLD=1`` is set. The installed console script's own start is what
+test_packaging and test_cli run.
 
 A warm command's Ray workers on TensorFlow start warm too, as forks of the same server
 (``tests/warm_worker.py``).
@@ -40,10 +41,12 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import warm_worker
 
@@ -62,28 +65,39 @@ def warm_eligible(argv: list[str], env: dict[str, str]) -> bool:
         return False
     if env.get("FMTRAIN_DEBUG") or env.get("TF_CPP_MIN_LOG_LEVEL") == "0":  # TensorFlow's own logs
         return False
-    if "--resume" in args or any(arg.startswith("--resume=") for arg in args):
-        return _resumed_backend(args, env) == "tensorflow"  # the resumed run's backend is the one it uses
+    if (run_id := _option(args, "--resume")) is not None:  # the backend is the resumed run's
+        return args[:1] == ["train"] and _resumed_backend(run_id, env) == "tensorflow"
+    if (backend := _option(args, "--backend")) is not None:
+        return backend == "tensorflow"
+    return _option(args, "--seeds") is None
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of ``NAME VALUE`` or ``NAME=VALUE`` in ``args`` ("" for a last bare NAME); None
+    when ``args`` do not hold NAME."""
     for index, arg in enumerate(args):
-        if arg == "--backend" or arg.startswith("--backend="):
-            value = arg.partition("=")[2] or (args[index + 1] if index + 1 < len(args) else "")
-            return value == "tensorflow"
-    return "--seeds" not in args
+        if arg == name:
+            return args[index + 1] if index + 1 < len(args) else ""
+        if arg.startswith(name + "="):
+            return arg.partition("=")[2]
+    return None
 
 
-def _resumed_backend(args: list[str], env: dict[str, str]) -> str | None:
-    """The ``backend`` param of the run that ``train --resume RUN_ID`` continues, read from the
-    sqlite file of an absolute ``MLFLOW_TRACKING_URI``; None for any other command or store (a
-    server may be the one a test has stopped), or when the file has no such run."""
-    import sqlite3
-
-    path = env.get("MLFLOW_TRACKING_URI", "").removeprefix("sqlite:///")
-    if args[:1] != ["train"] or not path.startswith("/") or not os.path.isfile(path):
+def _resumed_backend(run_id: str, env: dict[str, str]) -> str | None:
+    """The ``backend`` param of the run ``run_id``, read from the file of a ``sqlite:///`` store
+    given by absolute path in ``env``; None for any other store (a server may be one that a test
+    has stopped), no such run, or a file that cannot be read at once (locked, a journal to roll
+    back, no tables yet)."""
+    uri = env.get("MLFLOW_TRACKING_URI", "")
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not (uri.startswith("sqlite:///") and path.is_absolute() and path.is_file() and run_id):
         return None
-    index = next(i for i, arg in enumerate(args) if arg.startswith("--resume"))
-    run_id = args[index].partition("=")[2] or (args[index + 1] if index + 1 < len(args) else "")
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as store:
-        row = store.execute("SELECT value FROM params WHERE run_uuid = ? AND key = 'backend'", (run_id,)).fetchone()
+    try:
+        with contextlib.closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=5)) as store:
+            row = store.execute("SELECT value FROM params WHERE run_uuid = ? AND key = 'backend'",
+                                (run_id,)).fetchone()
+    except sqlite3.Error:
+        return None
     return row[0] if row else None
 
 

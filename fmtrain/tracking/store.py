@@ -24,10 +24,10 @@ from fmtrain.tracking.names import DEFAULT_EXPERIMENT, MISSING_CODES
 # The start-up check of an HTTP store fails within seconds; later requests keep MLflow's own
 # retries with back-off (several minutes), so an outage during training is ridden out.
 _FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-# An HTTP status is a word of its own: sqlite's errors quote their SQL parameters, whose
-# millisecond timestamps may hold the digits 401 or 403.
-_UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|credentials")
-_FORBIDDEN = re.compile(r"\b403\b|Forbidden|PERMISSION_DENIED|Permission denied")
+# An HTTP status is a number of its own: an error may quote values (timestamps, metrics) whose
+# digits hold 401 or 403.
+_UNAUTHORIZED = re.compile(r"(?<![\d.])401(?![\d.])|Unauthorized|credentials")
+_FORBIDDEN = re.compile(r"(?<![\d.])403(?![\d.])|Forbidden|PERMISSION_DENIED|Permission denied")
 
 
 def tracking_uri() -> str:
@@ -154,6 +154,8 @@ def describe_store_error(error: BaseException) -> str:
     if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish")):
         return (f"tracking store {uri} cannot be reached; start it or point MLFLOW_TRACKING_URI "
                 "at one that runs")
+    if "readonly database" in text or "unable to open database" in text:  # sqlite's own words
+        return f"tracking store {uri} cannot be written; check the file's and folder's permissions"
     if _UNAUTHORIZED.search(text):
         return (f"tracking store {uri} refused the credentials; check MLFLOW_TRACKING_USERNAME "
                 "and MLFLOW_TRACKING_PASSWORD")
@@ -161,8 +163,6 @@ def describe_store_error(error: BaseException) -> str:
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
         return (f"tracking store {uri} denied {user} permission to write there; ask the "
                 "experiment's owner or an admin for EDIT permission, or use another experiment")
-    if "readonly database" in text or "unable to open database" in text:
-        return f"tracking store {uri} cannot be written; check the file's and folder's permissions"
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return f"tracking store {uri}: {first}"
 
