@@ -145,6 +145,9 @@ def load(url: str, auth, trainers: int, seconds: float, epochs: int, experiment:
                 finished.append(trainer.run(index * 100_000 + number))
             except requests.RequestException:
                 pass  # counted in errors
+            except Exception as error:  # noqa: BLE001 - a trainer that dies is an error, not a silent end
+                errors.append(f"trainer {index}: {type(error).__name__}: {error}")
+                return
 
     started = time.monotonic()
     threads = [threading.Thread(target=work, args=(index,), daemon=True) for index in range(trainers)]

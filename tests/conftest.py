@@ -19,6 +19,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 # The tests start `fmtrain` and `mlflow` as a user would: from the environment running pytest,
 # activated or not.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# No MLflow telemetry in the tests' processes: with no network but the loopback its background
+# thread fails to fetch its configuration and then removes a variable from os.environ, which
+# another thread (a client's proxy look-up) may be reading at that moment.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:

@@ -203,6 +203,22 @@ def _load_benchmark():
     return module
 
 
+def test_a_simulated_trainer_that_dies_is_an_error_not_a_silent_end(monkeypatch):
+    """A trainer's exception other than an HTTP error ends that trainer with an error line. The
+    fault is faked: Trainer.run is patched to raise what os.environ's iteration once raised in a
+    trainer's proxy look-up while another thread removed a variable."""
+    load = _load_benchmark()
+
+    def dies(self, number):
+        raise KeyError("_MLFLOW_TELEMETRY_SESSION_ID")
+
+    monkeypatch.setattr(load.Trainer, "run", dies)
+    result = load.load("http://127.0.0.1:9", ("alice", "unused"), trainers=2, seconds=5, epochs=1, experiment="x")
+    assert sorted(result["errors"]) == [f"trainer {index}: KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'"
+                                        for index in (0, 1)]
+    assert result["runs"] == []
+
+
 def test_eight_simulated_trainers_for_30_s_get_no_error_and_lose_nothing(team, alice):
     """benchmarks/load.py's trainers (a real run's requests, in its order and sizes) against the
     documented configuration; a fresh client then reads every finished run back complete."""
