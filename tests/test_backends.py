@@ -54,8 +54,7 @@ def test_a_jax_run_is_complete_without_tensorflow_and_loads_anywhere(store, tmp_
 
 def test_evaluate_loads_a_tensorflow_model_on_jax(store, tmp_path, real_data_dir):
     trained = run_fmtrain(["train", "--config", "adam", "--limit", "1000", "--epochs", "1", "--quiet",
-                           "--data_dir", str(real_data_dir), "--register_as", "fm-tf"],
-                          env=dict(os.environ, MLFLOW_TRACKING_URI=store), cwd=tmp_path, timeout=600)
+                           "--data_dir", str(real_data_dir), "--register_as", "fm-tf"], timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]  # on TensorFlow: a warm start (tests/warm.py)
     out = train_in_fresh_process(["evaluate", "--model_uri", "models:/fm-tf/1", "--backend", "jax",
                                   "--data_dir", str(real_data_dir)], store, tmp_path)

@@ -155,7 +155,7 @@ def _serve(path: str) -> None:
             for fd in fds:
                 os.close(fd)
             if "script" in request:  # for script_pids()
-                with open(os.path.join(os.path.dirname(path), "scripts"), "a") as scripts:
+                with open(_scripts_file(os.path.dirname(path)), "a") as scripts:
                     scripts.write(f"{pid}\n")
             owners[pid] = client
             client.sendall(json.dumps({"pid": pid}).encode() + b"\n")
@@ -335,8 +335,13 @@ def run_fmtrain(argv, *, env=None, cwd=None, timeout=600):
 
 def script_pids() -> set[int]:
     """The pids of the Ray workers this process's warm server has run as forks so far."""
-    path = os.path.join(_SERVER["folder"], "scripts") if "folder" in _SERVER else ""
+    path = _scripts_file(_SERVER["folder"]) if "folder" in _SERVER else ""
     return {int(line) for line in open(path)} if os.path.exists(path) else set()
+
+
+def _scripts_file(folder: str) -> str:
+    """Where the warm server in ``folder`` lists the pids of the Ray workers it forked."""
+    return os.path.join(folder, "scripts")
 
 
 def stop_server() -> None:
