@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import warm
 
 REAL_DATA = Path(os.environ.get("FMTRAIN_TEST_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
 PROJECT = Path(__file__).resolve().parent.parent
@@ -165,26 +164,65 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _warm_server_stopped():
-    """The warm server ends with the session (its commands have all been waited for)."""
+# Every process a test starts, so that its teardown ends those still alive (a failed or timed-out
+# test included): each leads a process group of its own, which holds what it started.
+_STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _started_processes_ended():
+    """After each test, SIGKILL the process group of every process it started that still runs."""
+    import signal
+
     yield
-    warm.stop_server()
+    while _STARTED:
+        popen = _STARTED.pop()
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                popen.wait(timeout=30)
+
+
+def start_process(argv, *, env=None, cwd=None, **options):
+    """``argv`` as a user starts it, cold: a new process in a session (and process group) of its
+    own, so that a signal to the group reaches it and what it started; ended after the test."""
+    import subprocess
+
+    popen = subprocess.Popen([str(arg) for arg in argv], env=env, cwd=cwd, start_new_session=True, **options)
+    _STARTED.append(popen)
+    return popen
+
+
+def run_fmtrain(argv, *, env=None, cwd=None, timeout: float = 300):
+    """``fmtrain ARGV`` as a user runs it: the installed console script, a cold process of its own;
+    returns a subprocess.CompletedProcess (its exit status as a shell reports it: ``-N`` here is
+    signal N, ``$?`` 128 + N)."""
+    import subprocess
+
+    popen = start_process(["fmtrain", *argv], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    out, err = popen.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(["fmtrain", *argv], popen.returncode, out, err)
 
 
 class Process:
-    """A command started as a user would (``warm.start``), whose output lines a test can wait on."""
+    """A command started as a user would (``start_process``: a cold process in its own session),
+    whose output lines a test can wait on."""
 
     def __init__(self, argv, *, env=None, cwd=None):
         import queue
+        import subprocess
         import threading
 
-        self.popen, stdout, stderr = warm.start(argv, env=env, cwd=cwd)
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+        self.popen = start_process(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, bufsize=1)
         self.lines: list[str] = []
         self._queue = queue.Queue()
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._pump, args=(stdout, self._queue), daemon=True),
-                         threading.Thread(target=self._pump, args=(stderr, self.err), daemon=True)]
+        self._readers = [threading.Thread(target=self._pump, args=(self.popen.stdout, self._queue), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.popen.stderr, self.err), daemon=True)]
         for reader in self._readers:
             reader.start()
 
@@ -214,7 +252,12 @@ class Process:
                 return line
 
     def signal(self, signum) -> None:
+        """``signum`` to the process alone (``kill PID``)."""
         self.popen.send_signal(signum)
+
+    def signal_group(self, signum) -> None:
+        """``signum`` to its whole process group, as a terminal's Ctrl-C sends SIGINT."""
+        os.killpg(self.popen.pid, signum)
 
     def wait(self, timeout: float = 300) -> int:
         code = self.popen.wait(timeout=timeout)
@@ -338,8 +381,8 @@ def registered_model(tmp_path_factory, real_data_dir) -> ServedModel:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
-    done = warm.run_fmtrain(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
-                             "--register_as", "fashion-mnist"], env=env, cwd=folder, timeout=600)
+    done = fmtrain_here(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
+                         "--register_as", "fashion-mnist"], env=env, cwd=folder)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     run_id = re.search(r"experiments/\d+/runs/(\w+)", done.stdout).group(1)
     return ServedModel(uri, "models:/fashion-mnist/1", run_id, folder)

@@ -7,11 +7,10 @@ import sys
 import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from fmtrain.learning import data
 
-from conftest import all_runs
+from conftest import all_runs, fmtrain_here
 
 
 def train_in_fresh_process(argv, store, cwd):
@@ -53,9 +52,9 @@ def test_a_jax_run_is_complete_without_tensorflow_and_loads_anywhere(store, tmp_
 
 
 def test_evaluate_loads_a_tensorflow_model_on_jax(store, tmp_path, real_data_dir):
-    trained = run_fmtrain(["train", "--config", "adam", "--limit", "1000", "--epochs", "1", "--quiet",
-                           "--data_dir", str(real_data_dir), "--register_as", "fm-tf"], timeout=600)
-    assert trained.returncode == 0, trained.stderr[-3000:]  # on TensorFlow: a warm start (tests/warm.py)
+    trained = fmtrain_here(["train", "--config", "adam", "--limit", "1000", "--epochs", "1", "--quiet",
+                            "--data_dir", str(real_data_dir), "--register_as", "fm-tf"])
+    assert trained.returncode == 0, trained.stderr[-3000:]  # on TensorFlow, in this process
     out = train_in_fresh_process(["evaluate", "--model_uri", "models:/fm-tf/1", "--backend", "jax",
                                   "--data_dir", str(real_data_dir)], store, tmp_path)
     assert "(fm-tf version 1) on 10000 test images" in out and "MODULES ['jax']" in out

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from conftest import (
     PROJECT,
@@ -26,6 +25,7 @@ from conftest import (
     free_port,
     make_dataset,
     restartable_server,
+    run_fmtrain,
 )
 
 

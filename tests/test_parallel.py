@@ -8,9 +8,8 @@ import subprocess
 import time
 
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
-from conftest import Process, all_runs, fmtrain_here, processes_mentioning, ray_env
+from conftest import Process, all_runs, fmtrain_here, processes_mentioning, ray_env, run_fmtrain
 
 
 def parent_and_children(experiment="fashion-mnist"):

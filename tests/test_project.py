@@ -7,12 +7,11 @@ import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from fmtrain.cli.app import main
 from fmtrain.learning import configs
 
-from conftest import PROJECT, all_runs
+from conftest import PROJECT, all_runs, fmtrain_here
 
 ARTIFACTS = {"model-whole.keras", "model.weights.h5", "best-model.keras", "loss-curve.png",
              "accuracy-curve.png", "history.csv", "model_summary.txt"}
@@ -109,8 +108,8 @@ def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, ca
     assert run.data.metrics["stopped_epoch"] == 1 and run.data.metrics["reload_checks_passed"] == 1.0
 
     # Registering again from a shell: the logged model's own URI, no warning, the run linked.
-    done = run_fmtrain(["register", run.info.run_id, "--name", "fm2", "--alias", "champion"],
-                       env=dict(os.environ, MLFLOW_TRACKING_URI=store))
+    done = fmtrain_here(["register", run.info.run_id, "--name", "fm2", "--alias", "champion"],
+                        env=dict(os.environ, MLFLOW_TRACKING_URI=store))
     assert done.returncode == 0 and done.stderr == "", done.stderr
     version = MlflowClient().get_model_version_by_alias("fm2", "champion")
     assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")

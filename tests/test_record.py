@@ -16,7 +16,6 @@ import pytest
 from inotify_simple import INotify
 from inotify_simple import flags as inotify_flags
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from conftest import (
     NO_JOB_RUNNER,
@@ -27,6 +26,7 @@ from conftest import (
     processes_mentioning,
     ray_env,
     restartable_server,
+    run_fmtrain,
     wait_for_http,
 )
 
@@ -182,8 +182,10 @@ def test_a_store_gone_for_good_exits_1_naming_the_journal_and_sync_completes_the
     assert again.returncode == 0 and again.stdout.strip() == "no journal waits"
 
 
-def _ray_started(ray_tmp):
+def _ray_started(ray_tmp, timeout: float = 120):
+    deadline = time.monotonic() + timeout
     while not processes_mentioning(ray_tmp):
+        assert time.monotonic() < deadline, f"no Ray process in {timeout} s"
         time.sleep(0.05)  # polling the process table for Ray's first process
 
 
@@ -221,7 +223,7 @@ def test_reap_ends_a_live_run_only_when_its_process_is_proven_gone(store, tmp_pa
             client.set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{gone.pid}")
             client.set_tag(run_id, HOST_TAG, identity)
             client.set_tag(run_id, START_TAG, "1")
-            done = run_fmtrain(["reap", "--yes"], env=env_for(store), cwd=tmp_path, timeout=120)
+            done = fmtrain_here(["reap", "--yes"], env=env_for(store), cwd=tmp_path)
             assert done.returncode == 0, done.stderr[-2000:]
             assert client.get_run(run_id).info.status == status, done.stdout
         assert client.get_run(run_id).data.tags["fmtrain.error"].startswith("process gone")

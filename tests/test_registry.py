@@ -12,12 +12,11 @@ import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from fmtrain.cli.app import main
 from fmtrain.learning import data
 
-from conftest import PROJECT, all_runs, post_json
+from conftest import PROJECT, all_runs, post_json, run_fmtrain
 
 
 @pytest.fixture

@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
-from conftest import PROJECT, Process, descendants, fmtrain_here, make_dataset, restartable_server
+from conftest import (
+    PROJECT,
+    Process,
+    descendants,
+    fmtrain_here,
+    make_dataset,
+    restartable_server,
+    run_fmtrain,
+)
 
 LIMIT = ["--limit", "2000"]
 ES = ["--epochs", "30", "--learning_rate", "0.003"]  # stops early on this subset: best epoch 5, stops at 7

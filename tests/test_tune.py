@@ -9,13 +9,12 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-from warm import run_fmtrain
 
 from fmtrain.errors import signal_description
 from fmtrain.learning import configs
 from fmtrain.tuning import space as spaces
 
-from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env
+from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env, run_fmtrain
 
 SPACE_NAMES = ["learning_rate", "dropout_rate", "units", "batch_size", "optimizer"]
 

@@ -33,9 +33,8 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
-from warm import run_fmtrain
 
-from conftest import NO_JOB_RUNNER, PROJECT, free_port, wait_for_http
+from conftest import NO_JOB_RUNNER, PROJECT, fmtrain_here, free_port, wait_for_http
 
 CHROMIUM = os.environ.get("FMTRAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FMTRAIN_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -94,8 +93,8 @@ def story(tmp_path_factory, real_data_dir) -> Story:
     serve = re.search(r"^see it in the MLflow UI: (mlflow ui .+)$", sweep.stdout, re.M)
     url = re.search(r"^  then open (http://\S+)$", sweep.stdout, re.M)
     assert serve and url, sweep.stdout[-2000:]
-    evaluate = run_fmtrain(["evaluate", "--model_uri", "models:/fm@champion", "--data_dir", str(real_data_dir)],
-                           env=env, cwd=work, timeout=600)
+    evaluate = fmtrain_here(["evaluate", "--model_uri", "models:/fm@champion", "--data_dir", str(real_data_dir)],
+                            env=env, cwd=work)
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")

@@ -18,14 +18,13 @@ from fmtrain import errors, internals
 from fmtrain.cli.commands import cli
 from fmtrain.execution import signals
 from fmtrain.learning import backend
+from fmtrain.tracking import ledger
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     backend.quiet_loggers()
-    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
-    if abandoned is not None:  # an earlier command in this process (a test) is not this one's
-        abandoned.forget()
+    ledger.begin()
     try:
         with signals.signals_handled():
             status = cli.main(args=argv, prog_name="fmtrain", standalone_mode=False)
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         with signals.signals_handled(), signals.held():  # another signal cannot cut the last line short
             click.echo(_describe(error), err=True)
-            return exit_code(error, _opened_runs())
+            return exit_code(error, ledger.opened_runs())
     return status if isinstance(status, int) else 0
 
 
@@ -68,18 +67,13 @@ def exit_code(error: BaseException, created: list | tuple = ()) -> int:
     return errors.EXIT_FAILED
 
 
-def _opened_runs() -> list:
-    # Loaded only once a command opened the store (never for --help or bad options).
-    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
-    return list(abandoned._opened) if abandoned is not None else []
-
-
 def _left_open(message: str) -> list[str]:
-    """The final check, read back from the store: runs this process opened or ended and left
+    """The final check, read back from the store: runs this command opened or ended and left
     RUNNING, those that the message already sends to a journal aside."""
-    abandoned = sys.modules.get("fmtrain.tracking.abandoned")
-    if abandoned is None:
+    if not ledger.touched_runs():  # no run: the store need not be asked (nor MLflow loaded)
         return []
+    from fmtrain.tracking import abandoned
+
     return [line for line in abandoned.left_open()
             if not (line.split()[1] in message and "journal" in message)]
 
@@ -93,8 +87,9 @@ def _describe(error: BaseException) -> str:
         left = _left_open(text)
         return f"fmtrain: {text}; " + ("; ".join(left) if left else "no run was left RUNNING")
     text = f"fmtrain: error: {errors.one_line(error)}"
-    if not isinstance(error, errors.RunEnded) and _opened_runs():
-        text += " (after " + ", ".join(f"run {run_id} ({name})" for run_id, name in _opened_runs()) + ")"
+    opened = ledger.opened_runs()
+    if not isinstance(error, errors.RunEnded) and opened:
+        text += " (after " + ", ".join(f"run {run_id} ({name})" for run_id, name in opened) + ")"
     left = _left_open(text)
     return text + ("; " + "; ".join(left) if left else "")
 

@@ -15,21 +15,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking import journal, store
+from fmtrain.tracking import journal, ledger, store
 from fmtrain.tracking.names import CORES_TAG, ERROR_TAG, HOST_TAG, JOURNAL_TAG, PROCESS_TAG, START_TAG
-
-_opened: list[tuple[str, str]] = []  # (run id, name) of the runs opened by this process
-_ended: list[tuple[str, str]] = []  # (run id, name) of runs ended here for another process
-
-
-def opened(run_id: str, name: str) -> None:
-    _opened.append((run_id, name))
-
-
-def forget() -> None:
-    """Start a new command's record of the runs it opens and ends."""
-    _opened.clear()
-    _ended.clear()
 
 
 def host_identity() -> str:
@@ -100,7 +87,7 @@ def end_left_open(run_id: str, status: str, reason: str, name: str = "",
             return False
         client.set_tag(run_id, ERROR_TAG, reason)
         client.set_terminated(run_id, status)
-    _ended.append((run_id, name))
+    ledger.ended(run_id, name)
     return True
 
 
@@ -108,11 +95,8 @@ def left_open() -> list[str]:
     """The final check: each run this process opened or ended that the store still shows
     RUNNING, as a line saying what will end it. Runs the store cannot be asked about count as
     left open."""
-    lines, seen = [], set()
-    for run_id, name in _opened + _ended:
-        if run_id in seen:
-            continue
-        seen.add(run_id)
+    lines = []
+    for run_id, name in ledger.touched_runs():
         label = f"run {run_id}" + (f" ({name})" if name else "")
         try:
             with store.fail_fast():

@@ -26,7 +26,7 @@ from fmtrain.errors import (
     one_line,
     signal_description,
 )
-from fmtrain.tracking import abandoned, journal, logged, monitoring, store
+from fmtrain.tracking import abandoned, journal, ledger, logged, monitoring, store
 from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG
 
 
@@ -82,7 +82,7 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     else:
         run = _start_run(run_name=name, tags=tags or {}, description=description, **monitor)
     run_id = run.info.run_id
-    abandoned.opened(run_id, name)
+    ledger.opened(run_id, name)
     journal.opened(run_id)
     heartbeat = None
     try:
