@@ -30,12 +30,12 @@ def measure_cost(args, folder: Path) -> None:
     from fmtrain.learning import backend, configs, data
 
     backend.use(args.backend)
-    from fmtrain.learning import resume, states
+    from fmtrain.learning import resumption, training_state
     from fmtrain.tracking import store
     from fmtrain.workflows.train import train_run
 
     seconds, sizes = [], []
-    saver_end, save = resume.StateSaver.on_epoch_end, states.TrainingState.save
+    saver_end, save = resumption.StateSaver.on_epoch_end, training_state.TrainingState.save
 
     def timed_end(self, epoch, logs=None):
         start = time.perf_counter()
@@ -47,7 +47,7 @@ def measure_cost(args, folder: Path) -> None:
         sizes.append(path.stat().st_size)
         return path
 
-    resume.StateSaver.on_epoch_end, states.TrainingState.save = timed_end, sized_save
+    resumption.StateSaver.on_epoch_end, training_state.TrainingState.save = timed_end, sized_save
     config = configs.resolve("early-stopping", {"epochs": args.epochs, "limit": args.limit,
                                                 "backend": args.backend, "patience": "none"})
     splits = data.load_splits(None, config.limit)

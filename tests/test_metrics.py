@@ -1,7 +1,7 @@
 import numpy as np
 
 from fmtrain.analysis import figures, tables
-from fmtrain.learning import scoring
+from fmtrain.learning import classification_report
 from fmtrain.learning.data import CLASS_NAMES
 
 
@@ -11,7 +11,7 @@ def test_scores_match_an_independent_computation():
     probabilities = rng.dirichlet(np.ones(10), size=200)
     probabilities[np.arange(150), labels[:150]] += 2.0  # 150 right, the rest at random
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    result = scoring.score(probabilities, labels)
+    result = classification_report.score(probabilities, labels)
     predicted = probabilities.argmax(axis=1)
     assert result.scores.test_accuracy == np.mean(predicted == labels)
     loss = -np.mean(np.log(probabilities[np.arange(200), labels]))
@@ -29,7 +29,7 @@ def test_scores_match_an_independent_computation():
 def test_figures_name_the_classes():
     labels = np.arange(20) % 10
     probabilities = np.eye(10)[(labels + 1) % 10]  # every prediction wrong
-    result = scoring.score(probabilities, labels)
+    result = classification_report.score(probabilities, labels)
     drawn = figures.evaluation_figures(result, np.zeros((20, 28, 28)), labels)
     assert set(drawn) == {"confusion-matrix.png", "misclassified.png"}
     ticks = [t.get_text() for t in drawn["confusion-matrix.png"].axes[0].get_xticklabels()]

@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pytest
 
-from fmtrain.learning import configs, data, resume, training
-from fmtrain.learning.states import STATE_FILES, TrainingState
+from fmtrain.learning import configs, data, resumption, training
+from fmtrain.learning.training_state import STATE_FILES, TrainingState
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,9 @@ def splits(tiny_data_dir):
 def train_keeping_states(config, splits, folder, state=None):
     """Train ``config`` (from ``state``, if any), keeping a copy of each epoch's state."""
     kept = []
-    resumption = resume.Resumption(folder / "resume", lambda files: kept.append(
+    saving = resumption.Resumption(folder / "resume", lambda files: kept.append(
         TrainingState.load(files[0])), state, config.seed, config.to_params())
-    result = training.train(config, splits, folder, resumption=resumption)
+    result = training.train(config, splits, folder, resumption=saving)
     return result, kept
 
 

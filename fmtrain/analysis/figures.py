@@ -234,8 +234,8 @@ def importance_figure(importances: Mapping[str, float]) -> Figure:
 
 def evaluation_figures(evaluation, images: np.ndarray, labels: np.ndarray) -> dict:
     """A test evaluation's figures (a learning.scoring.Evaluation): the confusion matrix and a grid of the first misclassified test images, by file name."""
+    from fmtrain.learning.classification_report import MISCLASSIFIED_SHOWN
     from fmtrain.learning.data import CLASS_NAMES
-    from fmtrain.learning.scoring import MISCLASSIFIED_SHOWN
 
     wrong = np.flatnonzero(evaluation.predicted != labels)[:MISCLASSIFIED_SHOWN]
     return {

@@ -59,9 +59,9 @@ def train_command(config, data_dir, experiment, quiet, register_as, seeds, resum
 
     overrides = overrides_from(settings)
     if resume:  # the run's own configuration: --config counts only when given
-        from fmtrain.workflows import resume as resuming
+        from fmtrain.workflows import resume_run
         given = click.get_current_context().get_parameter_source("config") == ParameterSource.COMMANDLINE
-        outcome = resuming.resume(resume, overrides, data_dir=data_dir, config_name=config if given else None,
+        outcome = resume_run.resume(resume, overrides, data_dir=data_dir, config_name=config if given else None,
                                   refused={"--seeds": seeds, "--register_as": register_as, "--experiment": experiment},
                                   verbose=0 if quiet else 2, keep_state=keep_state, echo=click.echo)
         click.echo(output.train_report(outcome))

@@ -21,7 +21,7 @@ from fmtrain.learning import batches
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
-from fmtrain.learning.resume import Resumption
+from fmtrain.learning.resumption import Resumption
 from fmtrain.learning.scores import Scores
 from fmtrain.learning.trajectory import Trajectory, replay
 

@@ -15,7 +15,7 @@ class EvaluationOutcome:
     """An evaluation run: the model evaluated, its test results and the run that records them."""
 
     resolved: object  # fmtrain.tracking.registry.ResolvedModel
-    evaluation: object  # fmtrain.learning.scoring.Evaluation
+    evaluation: object  # fmtrain.learning.classification_report.Evaluation
     run_id: str
     test_size: int
     warnings: list[str] = field(default_factory=list)  # follow-up steps that did not succeed
@@ -63,13 +63,13 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     images, labels, source = data.load_test(data_dir)
     keras_backend.use(backend)
     from fmtrain.analysis import figures, tables
-    from fmtrain.learning import scoring
+    from fmtrain.learning import classification_report
     from fmtrain.tracking import datasets, logged, names, runs
 
     # The version resolved once is the one loaded and recorded: an alias moved meanwhile
     # changes neither.
     model = registry.load_keras_model(resolved.pinned_uri)
-    evaluation = scoring.evaluate(model, images, labels)
+    evaluation = classification_report.evaluate(model, images, labels)
     name = f"evaluate {resolved.name}/v{resolved.version}" if resolved.name else "evaluate"
     params = {"model_uri": resolved.uri, "data_source": source,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",

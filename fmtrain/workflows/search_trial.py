@@ -20,7 +20,7 @@ from pathlib import Path
 from fmtrain.learning import backend, configs, data
 from fmtrain.learning.scores import Scores
 from fmtrain.tuning.trials import trial_name
-from fmtrain.workflows import resume
+from fmtrain.workflows import resume_run
 from fmtrain.workflows.retries import last_attempt
 from fmtrain.workflows.train import train_run
 
@@ -87,7 +87,7 @@ def _earlier_run(job: TrialJob, number: int, config: configs.TrainConfig, splits
     if kept is not None:
         (record,) = queries.fetch_records([kept])
         return _objective(kept, record.scores), None
-    return None, (resume.child_point(lost, config, splits, folder) if lost is not None else None)
+    return None, (resume_run.child_point(lost, config, splits, folder) if lost is not None else None)
 
 
 def plain(value):

@@ -17,8 +17,7 @@ from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
 from fmtrain.execution import engines, signals
 from fmtrain.learning import backend, configs, data
-from fmtrain.workflows import compare, retries, sweep_jobs
-from fmtrain.workflows import resume as resume_runs
+from fmtrain.workflows import compare, resume_run, retries, sweep_jobs
 from fmtrain.workflows.train import register_finished
 
 
@@ -83,7 +82,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         if seeds:
             raise ValueError("--resume takes the seeds from the sweep's parent run; give no --seeds")
         requested, overrides, seeds, kept, experiment_id = _resumable(resume, requested, overrides, echo)
-        lost = resume_runs.lost_children(resume)
+        lost = resume_run.lost_children(resume)
     names = parse_names(requested)
     typed = {key: configs.parse_value(key, value) for key, value in overrides.items()}
     seed_list = configs.parse_seeds(seeds, typed.get("seed", configs.DEFAULT.seed))

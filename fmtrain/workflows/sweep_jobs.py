@@ -18,7 +18,7 @@ from fmtrain.errors import RunEnded, RunFailed, WorkerDied
 from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
 from fmtrain.learning.trajectory import Trajectory, can_lead, family, follows
-from fmtrain.workflows import resume
+from fmtrain.workflows import resume_run
 from fmtrain.workflows.train import train_run
 
 
@@ -112,7 +112,7 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
-            point = resume.child_point(job.resume_run_id, config, splits, Path(folder)) \
+            point = resume_run.child_point(job.resume_run_id, config, splits, Path(folder)) \
                 if job.resume_run_id else None
             if point is not None:  # its own epochs from its state: no leader's to follow or record
                 record, following = None, None

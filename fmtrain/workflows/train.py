@@ -22,7 +22,7 @@ from fmtrain.learning.configs import TrainConfig
 if TYPE_CHECKING:  # Keras is imported only once the backend is chosen
     from fmtrain.learning.training import TrainResult
     from fmtrain.learning.trajectory import Trajectory
-    from fmtrain.tracking.states import ResumePoint
+    from fmtrain.tracking.state_artifacts import ResumePoint
     from fmtrain.tracking.ui import UiLink
 
 CURVES = ("loss", "accuracy")  # each drawn as a figure, with its val_ twin
@@ -69,8 +69,9 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     keras = backend.use(config.backend)
     from fmtrain.analysis import figures, tables
     from fmtrain.learning import training
-    from fmtrain.learning.resume import Resumption
-    from fmtrain.tracking import datasets, logged, runs, states
+    from fmtrain.learning.resumption import Resumption
+    from fmtrain.tracking import datasets, logged, runs
+    from fmtrain.tracking import state_artifacts as states
     from fmtrain.tracking.names import CONFIG_TAG, EPOCHS_FROM_TAG, REGISTER_TAG
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from fmtrain.learning.states import STATE_FILES, TrainingState
+from fmtrain.learning.training_state import STATE_FILES, TrainingState
 from fmtrain.tracking import journal, logged, store
 from fmtrain.tracking.names import DATA_CONTEXT_TAG, RESUME_DIR, RESUMES_TAG
 

@@ -33,7 +33,7 @@ class ResumePlan:
     name: str  # the configuration's
     run_name: str
     splits: data.Splits
-    point: object  # tracking.states.ResumePoint
+    point: object  # tracking.state_artifacts.ResumePoint
     parent_run_id: str | None
     register_as: str | None
 
@@ -46,8 +46,9 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     ``splits``: the data already loaded (a sweep's), else loaded from ``data_dir``.
     Raises ValueError (bad input: nothing changed) for each refusal.
     """
-    from fmtrain.tracking import abandoned, journal, queries, states
+    from fmtrain.tracking import abandoned, journal, queries
     from fmtrain.tracking import names as tags
+    from fmtrain.tracking import state_artifacts as states
     from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale
 
     run = queries.run_state(run_id)

@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fmtrain.learning.states import TrainingState
+from fmtrain.learning.training_state import TrainingState
 
 
 def _early_stopping(callbacks: list) -> keras.callbacks.EarlyStopping | None:
