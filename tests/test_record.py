@@ -222,7 +222,7 @@ def test_reap_ends_a_live_run_only_when_its_process_is_proven_gone(store, tmp_pa
         for identity, status in ((elsewhere, "RUNNING"), (here, "KILLED")):
             client.set_tag(run_id, PROCESS_TAG, f"{socket.gethostname()}:{gone.pid}")
             client.set_tag(run_id, HOST_TAG, identity)
-            client.set_tag(run_id, START_TAG, "1")
+            client.set_tag(run_id, START_TAG, f"{time.time() - 60:.2f}")  # psutil's create_time
             done = fmtrain_here(["reap", "--yes"], env=env_for(store), cwd=tmp_path)
             assert done.returncode == 0, done.stderr[-2000:]
             assert client.get_run(run_id).info.status == status, done.stdout

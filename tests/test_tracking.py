@@ -48,29 +48,43 @@ def test_a_run_resumed_under_mlflow_run_keeps_the_params_mlflow_logged(store, mo
 
 
 def test_unreachable_store_is_described_by_its_uri(monkeypatch):
-    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:9")
-    error = mlflow.exceptions.MlflowException("API request failed: Max retries exceeded with url")
-    assert store.describe_store_error(error) == ("tracking store http://127.0.0.1:9 cannot be reached; "
-                                                 "start it or point MLFLOW_TRACKING_URI at one that runs")
+    """A real request to a port where nothing listens."""
+    from conftest import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: uri)
+    with store.fail_fast(), pytest.raises(Exception) as caught:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    assert store.describe_store_error(caught.value) == (f"tracking store {uri} cannot be reached; "
+                                                        "start it or point MLFLOW_TRACKING_URI at one that runs")
 
 
-def test_a_read_only_sqlite_store_is_described_as_such_whatever_its_values_hold(monkeypatch):
-    # sqlite's error quotes the SQL's parameters, whose timestamps, metrics or names may hold 401 or 403
-    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "sqlite:///mlflow.db")
+def test_a_store_error_is_told_by_its_type_and_status_whatever_its_words(tmp_path, monkeypatch):
+    """A real read-only sqlite file; and the errors MLflow raises for a server's 401 and 403 (their
+    error codes are the statuses'), worded to mislead: the words are never read."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED
+
+    from fmtrain.tracking.store_errors import Fault, classify
+
+    path = tmp_path / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)  # the tables
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: f"sqlite:///{path}")
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
-    for values in ("'fashion-mnist', 1795774403712", "'fashion-mnist', 1795774401712", "'val_loss', 0.403",
-                   "'fm', 403"):
-        error = mlflow.exceptions.MlflowException(
-            "(sqlite3.OperationalError) unable to open database file\n[SQL: INSERT INTO experiments (name, "
-            f"creation_time) VALUES (?, ?)]\n[parameters: ({values})]")
-        assert store.describe_store_error(error) == ("tracking store sqlite:///mlflow.db cannot be written; "
-                                                     "check the file's and folder's permissions"), values
-    forbidden = mlflow.exceptions.MlflowException("API request failed with error code 403 != 200")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db, pytest.raises(sqlite3.Error) as caught:
+        db.execute("INSERT INTO experiments (name, lifecycle_stage) VALUES ('401 403', 'active')")
+    assert classify(caught.value) is Fault.READ_ONLY
+    assert store.describe_store_error(caught.value) == (f"tracking store sqlite:///{path} cannot be written; "
+                                                        "check the file's and folder's permissions")
+    forbidden = MlflowException("error code 401: Unauthorized credentials", error_code=PERMISSION_DENIED)
     assert "denied this user permission" in store.describe_store_error(forbidden)
-    unauthorized = mlflow.exceptions.MlflowException("API request failed with error code 401 != 200")
+    unauthorized = MlflowException("error code 403: Forbidden", error_code=UNAUTHENTICATED)
     assert "refused the credentials" in store.describe_store_error(unauthorized)
-    measured = mlflow.exceptions.MlflowException("metric val_loss=0.403 was refused by the store")
-    assert store.describe_store_error(measured).endswith(": metric val_loss=0.403 was refused by the store")
+    measured = MlflowException("metric val_loss=0.403 was refused: Connection refused", error_code=BAD_REQUEST)
+    assert classify(measured) is Fault.REFUSED
+    assert store.describe_store_error(measured).endswith(": metric val_loss=0.403 was refused: Connection refused")
 
 
 def test_the_ui_link_names_the_experiment_and_how_to_serve_a_local_store(store, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+import psutil
 from mlflow.tracking import MlflowClient
 
 from fmtrain.tracking import journal, ledger, store
@@ -34,13 +35,18 @@ def host_identity() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), or None when there is no such
-    process (or no /proc to ask)."""
+    """When process ``pid`` started (Unix seconds, as psutil reads it), or None when there is no
+    such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _same_start(recorded: str, found: str | None) -> bool:
+    """Whether a recorded start time is that of the process found now (psutil's float, to the
+    hundredth of a second its text keeps)."""
+    return found is not None and abs(float(recorded) - float(found)) < 0.02
 
 
 def process_tags() -> dict[str, str]:
@@ -57,9 +63,14 @@ def proven_gone(tags: dict[str, str]) -> bool:
     very machine or container, and no process with its pid and start time exists. Without the
     identity (a run of an older fmtrain) nothing is proven."""
     host, _, pid = tags.get(PROCESS_TAG, "").rpartition(":")
-    if not pid.isdigit() or tags.get(HOST_TAG) != host_identity() or not tags.get(START_TAG):
+    try:
+        started = float(tags.get(START_TAG, ""))
+    except ValueError:
         return False
-    return process_start(int(pid)) != tags[START_TAG]
+    # A start written in clock ticks since boot (an older fmtrain) proves nothing either.
+    if not pid.isdigit() or tags.get(HOST_TAG) != host_identity() or started < 1e9:
+        return False
+    return not _same_start(tags[START_TAG], process_start(int(pid)))
 
 
 def unsynced_journal(run_id: str, tags: dict[str, str]) -> Path | None:

@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 
 from fmtrain.learning import data
+from fmtrain.tracking.store_errors import Fault, classify
 
 TRAINING, VALIDATION, TEST = "training", "validation", "test"
 NAMES = {TRAINING: "fashion-mnist-train", VALIDATION: "fashion-mnist-validation",
@@ -52,19 +53,13 @@ def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
             break
         except mlflow.exceptions.MlflowException as error:
             # Two runs (a sweep's workers, a team's members) that log a new dataset at the same
-            # moment both try to create it; the one that loses finds it made on a second try.
-            if attempt or not _made_meanwhile(error):
+            # moment both try to create it; the one that loses finds it made on a second try. A
+            # server reports that loss as the database's refusal (BAD_REQUEST), sqlite as a
+            # constraint's (ALREADY_EXISTS): either is tried once more.
+            if attempt or classify(error) not in (Fault.ALREADY_EXISTS, Fault.REFUSED):
                 raise
     return digests
 
-
-# How each store MLflow supports words the loss of that race: sqlite, and PostgreSQL (through the
-# tracking server, whose REST error quotes the database's).
-_ALREADY_MADE = ("UNIQUE constraint failed: datasets", 'unique constraint "dataset_pk"')
-
-
-def _made_meanwhile(error: Exception) -> bool:
-    return any(words in str(error) for words in _ALREADY_MADE)
 
 
 def split_inputs(splits: data.Splits) -> list[DataInput]:

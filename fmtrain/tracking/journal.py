@@ -21,7 +21,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking import store
+from fmtrain.tracking import store, store_errors
 
 
 def probe_seconds() -> float:
@@ -35,9 +35,6 @@ def end_wait_seconds() -> float:
 
 
 JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
-_OUTAGE_WORDS = ("Max retries exceeded", "Connection refused", "Failed to establish", "timed out",
-                 "RemoteDisconnected", "Connection aborted", "Connection reset", "502", "503", "504",
-                 "Bad Gateway", "Service Unavailable", "Gateway Time")
 
 
 def root() -> Path:
@@ -47,8 +44,7 @@ def root() -> Path:
 
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` means a tracking server that cannot be reached now (not a refusal)."""
-    text = str(getattr(error, "message", "") or error)
-    return store.is_server() and any(word in text for word in _OUTAGE_WORDS)
+    return store.is_server() and store_errors.is_unreachable(error)
 
 
 class Journal:

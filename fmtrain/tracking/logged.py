@@ -220,13 +220,13 @@ def log_evaluation(run_id: str, metrics: dict[str, float], per_class_csv: str, f
     """Log test-set results on ``run_id``, linked to the logged model ``model_id`` if known
     (the experiment's Models page then shows them beside its validation metrics). Returns what
     could not be done: a model that this user may read but not edit keeps its metrics unlinked."""
-    from mlflow.exceptions import MlflowException
+    from fmtrain.tracking.store_errors import Fault, classify
 
     warnings = []
     try:
         log_batch(run_id, metrics, model_id=model_id)
-    except MlflowException as error:
-        if model_id is None or "403" not in str(error) and error.error_code != "PERMISSION_DENIED":
+    except Exception as error:
+        if model_id is None or classify(error) is not Fault.FORBIDDEN:
             raise
         log_batch(run_id, metrics)
         warnings.append(f"the test metrics are not linked to the logged model {model_id} (this user "

@@ -39,9 +39,6 @@ SWEEP_CSV = "sweep-summary.csv"
 SWEEP_MD = "sweep-summary.md"
 PER_CLASS_FILE = "per-class-metrics.csv"
 
-# Error codes with which stores say that a run, model, version or alias does not exist.
-MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
-
 # Each open run's tag refreshed while its process lives (Unix seconds), so that runs left
 # RUNNING by a process that died (SIGKILL, power loss, out of memory) can be found.
 HEARTBEAT_TAG = "fmtrain.heartbeat"

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,15 +18,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fmtrain.errors import StoreError
-from fmtrain.tracking.names import DEFAULT_EXPERIMENT, MISSING_CODES
+from fmtrain.tracking.names import DEFAULT_EXPERIMENT
+from fmtrain.tracking.store_errors import Fault, classify
 
 # The start-up check of an HTTP store fails within seconds; later requests keep MLflow's own
 # retries with back-off (several minutes), so an outage during training is ridden out.
 _FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-# An HTTP status is a number of its own: an error may quote values (timestamps, metrics) whose
-# digits hold 401 or 403.
-_UNAUTHORIZED = re.compile(r"(?<![\d.])401(?![\d.])|Unauthorized|credentials")
-_FORBIDDEN = re.compile(r"(?<![\d.])403(?![\d.])|Forbidden|PERMISSION_DENIED|Permission denied")
 
 
 def tracking_uri() -> str:
@@ -150,19 +146,20 @@ def _unreachable_is_store_error():
 def describe_store_error(error: BaseException) -> str:
     """One line on why the store cannot be used, naming it."""
     uri = tracking_uri()
-    text = str(getattr(error, "message", "") or error)
-    if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish")):
+    fault = classify(error)
+    if fault is Fault.UNREACHABLE:
         return (f"tracking store {uri} cannot be reached; start it or point MLFLOW_TRACKING_URI "
                 "at one that runs")
-    if "readonly database" in text or "unable to open database" in text:  # sqlite's own words
+    if fault is Fault.READ_ONLY:
         return f"tracking store {uri} cannot be written; check the file's and folder's permissions"
-    if _UNAUTHORIZED.search(text):
+    if fault is Fault.UNAUTHENTICATED:
         return (f"tracking store {uri} refused the credentials; check MLFLOW_TRACKING_USERNAME "
                 "and MLFLOW_TRACKING_PASSWORD")
-    if _FORBIDDEN.search(text):
+    if fault is Fault.FORBIDDEN:
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
         return (f"tracking store {uri} denied {user} permission to write there; ask the "
                 "experiment's owner or an admin for EDIT permission, or use another experiment")
+    text = str(getattr(error, "message", "") or error)
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return f"tracking store {uri}: {first}"
 
@@ -176,7 +173,8 @@ def not_found(message):
     try:
         yield
     except MlflowException as error:
-        if error.error_code in MISSING_CODES:
+        # A run id that names nothing is INVALID_PARAMETER_VALUE to some stores.
+        if classify(error) is Fault.MISSING or error.error_code == "INVALID_PARAMETER_VALUE":
             raise ValueError(message() if callable(message) else message) from None
         raise
 
