@@ -14,6 +14,7 @@ import sys
 GUARDED = [
     ("keras", "keras.src.utils.module_utils", "tensorflow._available"),
     ("python", "atexit", "_run_exitfuncs"),
+    ("optuna", "optuna.trial", "FrozenTrial._trial_id"),
 ]
 
 
@@ -26,6 +27,16 @@ def tell_keras_tensorflow_is_absent() -> None:
     from keras.src.utils import module_utils
 
     module_utils.tensorflow._available = False
+
+
+def optuna_trial_id(frozen):
+    """The storage's id of a trial read back from a study (an ``optuna.trial.FrozenTrial``).
+
+    A study can be told how a trial ended by the trial's number, but MLflow's Optuna storage does
+    not map numbers to trials (``get_trial_id_from_study_id_trial_number`` is not implemented
+    there); ``optuna.trial.Trial(study, trial_id)``, public, takes the id that FrozenTrial keeps
+    private."""
+    return frozen._trial_id
 
 
 def run_exit_handlers() -> None:

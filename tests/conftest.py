@@ -144,10 +144,14 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
         if cwd is not None:
             patch.chdir(cwd)
         mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+        environment = dict(os.environ)
         try:
             code = main([str(arg) for arg in argv])
         finally:
             mlflow.set_tracking_uri(before)
+            # What the command set in its environment (MLflow's experiment id, say) goes with it.
+            os.environ.clear()
+            os.environ.update(environment)
     return subprocess.CompletedProcess(["fmtrain", *argv], code, out.getvalue(), err.getvalue())
 
 

@@ -1,5 +1,5 @@
 from fmtrain.analysis import comparison
-from fmtrain.tracking.queries import RunRecord
+from fmtrain.tracking.records import Cause, Ending, Labels, RunRecord
 
 
 def record(name, status="FINISHED", final=0.4, val_loss=(0.5, 0.4, 0.45), error=""):
@@ -7,10 +7,11 @@ def record(name, status="FINISHED", final=0.4, val_loss=(0.5, 0.4, 0.45), error=
         "final_val_loss": final, "final_val_accuracy": 0.8, "reload_whole_val_accuracy": 0.8,
         "epochs_run": float(len(val_loss)), "stopped_epoch": float(len(val_loss) - 1),
         "best_epoch": float(list(val_loss).index(min(val_loss)))}
-    return RunRecord(name=name, run_id=f"id-{name}", status=status, error=error,
-                     params={"optimizer": "adam", "dropout_rate": "0.3", "epochs": "3"},
-                     metrics=metrics, seconds=12.5,
-                     curves={"loss": [0.6, 0.5, 0.4], "val_loss": list(val_loss)})
+    settings = {"optimizer": "adam", "dropout_rate": "0.3", "epochs": "3"}
+    return RunRecord(run_id=f"id-{name}", name=name, experiment_id="1", status=status, started=0.0, seconds=12.5,
+                     last_sign_of_life=0.0, labels=Labels(config=name), parent_id=None,
+                     ending=Ending(Cause.ERROR, error) if error else None, settings=settings, params=settings,
+                     metrics=metrics, curves={"loss": [0.6, 0.5, 0.4], "val_loss": list(val_loss)})
 
 
 def test_rows_best_and_markdown():

@@ -7,7 +7,8 @@ import signal
 import pytest
 
 from fmtrain import errors
-from fmtrain.execution import engines, signals
+from fmtrain.execution import engine as engines
+from fmtrain.execution import signals
 
 
 @pytest.fixture
@@ -45,8 +46,10 @@ def test_without_ray_the_default_is_one_worker_and_more_are_refused(cores, monke
     monkeypatch.setattr(engines, "ray_installed", lambda: False)
     assert engines.plan(None, None, jobs=8).in_process
     with pytest.raises(ValueError, match=r"--workers 2 trains the children in Ray workers, and Ray is "
-                                         r"not installed; install it with `pip install '\.\[ray\]' in fmtrain's checkout`"):
+                                         r"not installed; install it with `pip install '\.\[ray\]'` in fmtrain's checkout"):
         engines.plan(2, None, jobs=8)
+    with pytest.raises(ValueError, match=r"--max-concurrent 3 trains the trials in Ray workers"):
+        engines.plan(3, None, jobs=8, option="--max-concurrent", what="trials")
 
 
 def test_a_cluster_address_comes_from_the_option_or_ray_address(cores, monkeypatch):
@@ -68,15 +71,24 @@ def test_one_thread_per_worker_holds_tensorflow_openmp_and_xla(monkeypatch):
     assert "XLA_FLAGS" not in engines.thread_environment(4)
 
 
-def test_in_process_engine_calls_each_job_in_order():
-    seen = []
+def test_in_process_engine_takes_each_job_once_the_one_before_was_handed_over():
+    seen, handed = [], []
 
     def function(job, shared):
         seen.append(job)
         return job * shared
 
-    outcomes = list(engines.InProcess().run(function, [1, 2, 3], 10))
-    assert [(o.index, o.value, o.error) for o in outcomes] == [(0, 10, None), (1, 20, None), (2, 30, None)]
+    def jobs():  # a search asks for its next trial only once the last one's outcome was told
+        for job in (1, 2, 3):
+            assert handed == list(range(1, job)), handed
+            yield job
+
+    outcomes = []
+    for outcome in engines.InProcess().run(function, jobs(), 10):
+        handed.append(outcome.job)
+        outcomes.append(outcome)
+    assert [(o.index, o.job, o.value, o.error) for o in outcomes] == [(0, 1, 10, None), (1, 2, 20, None),
+                                                                     (2, 3, 30, None)]
     assert seen == [1, 2, 3]
 
 

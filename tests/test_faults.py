@@ -104,14 +104,14 @@ def test_a_run_whose_process_was_killed_is_found_and_ended_by_reap(store, tmp_pa
 
 
 def test_a_live_run_is_not_stale(store):
-    from fmtrain.tracking import queries, runs
-    from fmtrain.workflows.reap import find_stale
+    from fmtrain.tracking import lost_runs, queries, runs
 
     mlflow.set_experiment("fashion-mnist")
     with runs.tracked_run("alive", {}) as run_id:
-        state = queries.run_state(run_id)
-        assert find_stale([state], stale_after=120) == []
-        assert [s.run_id for s in find_stale([state], stale_after=120, now=time.time() + 600)] == [run_id]
+        record = queries.run_record(run_id)
+        assert lost_runs.process_alive(record) is True
+        assert lost_runs.stale([record], stale_after=120) == []
+        assert [s.run_id for s in lost_runs.stale([record], stale_after=120, now=time.time() + 600)] == [run_id]
 
 
 def test_a_sweep_killed_mid_way_resumes_into_the_same_comparison(store, tmp_path, real_data_dir):

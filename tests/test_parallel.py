@@ -66,7 +66,8 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
     assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the sweep
 
 
-def test_a_killed_worker_leaves_its_child_killed_and_the_sweep_goes_on(store, tmp_path, real_data_dir, ray_tmp):
+def test_a_child_whose_worker_dies_with_no_retry_left_fails_and_the_sweep_goes_on(store, tmp_path, real_data_dir,
+                                                                                  ray_tmp):
     # --max_retries 0: the child is not tried again (tests/test_resume_sweeps.py tries it again).
     argv = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "30",
             "--patience", "none", "--workers", "2", "--max_retries", "0", "--data_dir", str(real_data_dir)]
@@ -80,11 +81,15 @@ def test_a_killed_worker_leaves_its_child_killed_and_the_sweep_goes_on(store, tm
     parent, children = parent_and_children()
     by_name = {c.info.run_name: c for c in children}
     assert parent.info.status == "FINISHED" and by_name["rmsprop-val"].info.status == "FINISHED"
-    killed = by_name["adam"]
-    assert killed.info.status == "KILLED" and pid_of(killed) == worker
+    killed = by_name["adam"]  # FAILED, with the reason: no retry was left
+    assert killed.info.status == "FAILED" and pid_of(killed) == worker
     assert killed.data.tags["fmtrain.error"].startswith("WorkerDied: its Ray worker process died")
+    assert killed.data.tags["fmtrain.end_cause"] == "worker died"
     assert any(line.startswith(f"[2/2] adam ... FAILED: run {killed.info.run_id} (adam) killed: WorkerDied")
                for line in job.lines)
+    # The parent's summary says so too.
+    table = MlflowClient().download_artifacts(parent.info.run_id, "sweep-summary.csv", str(tmp_path))
+    assert ",FAILED: WorkerDied: its Ray worker process died" in open(table).read()
     assert parent.data.tags["fmtrain.best_config"] == "rmsprop-val"
 
     # --resume keeps the FINISHED child and continues the killed one in its own run, from its last

@@ -208,12 +208,12 @@ def test_reap_ends_a_live_run_only_when_its_process_is_proven_gone(store, tmp_pa
     the run is untouched; recorded here, its process is proven gone and the run ends KILLED."""
     import re
 
-    from fmtrain.tracking import abandoned, runs
+    from fmtrain.tracking import lost_runs, runs
     from fmtrain.tracking.names import HOST_TAG, PROCESS_TAG, START_TAG
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that existed and is gone
-    here = abandoned.host_identity()
+    here = lost_runs.host_identity()
     elsewhere = re.sub(r"boot=\S*", "boot=00000000-0000-0000-0000-000000000000", here)
     assert elsewhere != here
     mlflow.set_experiment("fashion-mnist")

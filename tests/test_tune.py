@@ -1,7 +1,9 @@
-"""fmtrain tune: the search space as data, and real searches on Ray Tune (local Ray instances, a
-sqlite store the trials share), with a real signal."""
+"""fmtrain tune: the search space as data; real searches one trial after another in this process
+(the fast tier); and a search's command on a local Ray instance, stopped by a real signal (the
+process tier)."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -17,10 +19,6 @@ from fmtrain.tuning import space as spaces
 from conftest import PROJECT, Process, all_runs, fmtrain_here, processes_mentioning, ray_env, run_fmtrain
 
 SPACE_NAMES = ["learning_rate", "dropout_rate", "units", "batch_size", "optimizer"]
-
-
-def tune(args, store, ray_tmp, cwd, timeout=900, **extra):
-    return run_fmtrain(["tune", *args], env=ray_env(store, ray_tmp, **extra), cwd=cwd, timeout=timeout)
 
 
 def parent_and_trials(experiment="fashion-mnist"):
@@ -98,25 +96,28 @@ def test_show_space_prints_the_space_as_a_table_and_as_json(tmp_path):
                                   "No such file or directory"),
     (["--trials", "0"], "fmtrain: error: Invalid value for '--trials': 0 is not in the range x>=1. "
                         "(see `fmtrain tune --help`)"),
+    (["--max-concurrent", "1", "--ray-address", "127.0.0.1:6379"],
+     "fmtrain: error: --ray_address runs the trials on a Ray cluster, which needs --max-concurrent 2 or more "
+     "(--max-concurrent 1 trains them one after another in this process)"),
 ])
-def test_bad_input_gets_one_line_and_no_run(args, line, store, tmp_path, ray_tmp):
-    done = tune(args, store, ray_tmp, tmp_path, timeout=120)
+def test_bad_input_gets_one_line_and_no_run(args, line, store, tmp_path):
+    done = fmtrain_here(["tune", *args], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [line]
     assert all_runs() == []
 
 
-# -- real searches -----------------------------------------------------------------------------
+# -- real searches, one trial after another in this process ------------------------------------
 
-def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_path, real_data_dir, ray_tmp):
-    done = tune(["--trials", "6", "--max-concurrent", "2", "--limit", "1000", "--epochs", "6", "--quiet",
-                 "--register_best", "fm-tune", "--data_dir", str(real_data_dir)], store, ray_tmp, tmp_path)
+def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_path, real_data_dir):
+    done = fmtrain_here(["tune", "--trials", "6", "--max-concurrent", "1", "--limit", "1000", "--epochs", "6",
+                         "--quiet", "--register_best", "fm-tune", "--data_dir", real_data_dir], cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     parent, trials = parent_and_trials()
     parent_id = parent.info.run_id
 
     # The parent: the space, the settings, the best trial's settings and scores, tables and figures.
     assert parent.info.status == "FINISHED" and parent.info.run_name == "tune"
-    assert parent.data.params["trials"] == "6" and parent.data.params["max_concurrent"] == "2"
+    assert parent.data.params["trials"] == "6" and parent.data.params["max_concurrent"] == "1"
     assert json.loads(parent.data.params["space"]) == spaces.to_data(spaces.load_space())
     client = MlflowClient()
     assert {a.path for a in client.list_artifacts(parent_id)} == {
@@ -143,7 +144,7 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
     pruned = [r for r in trials if r.data.tags.get("fmtrain.tune.pruned") == "true"]
     complete = [r for r in trials if "fmtrain.tune.pruned" not in r.data.tags]
     assert pruned and complete
-    for run in pruned:  # finished at the epoch ASHA stopped it, with its curves so far
+    for run in pruned:  # finished at the epoch the pruner stopped it, with its curves so far
         epoch = int(run.data.tags["fmtrain.tune.pruned_epoch"])
         assert run.data.tags["fmtrain.tune.stopped_by"] == "pruned"
         assert run.data.metrics["stopped_epoch"] == epoch and run.data.metrics["epochs_run"] == epoch + 1
@@ -158,23 +159,26 @@ def test_a_search_records_every_trial_prunes_and_registers_the_best(store, tmp_p
     assert client.get_model_version_by_alias("fm-tune", "champion").run_id == best.info.run_id
     assert "registered as fm-tune version 1, alias champion" in done.stdout
     evaluated = fmtrain_here(["evaluate", "--model_uri", "models:/fm-tune@champion", "--data_dir", real_data_dir],
-                             env=ray_env(store, ray_tmp), cwd=tmp_path)
+                             cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "evaluated models:/fm-tune@champion (fm-tune version 1) on 10000 test images" in evaluated.stdout
-    assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the search
+    # The study lives in the store, in an experiment of its own beside the search's.
+    assert client.get_experiment_by_name("fashion-mnist (Optuna studies)") is not None
+    assert {r.info.experiment_id for r in trials} == {parent.info.experiment_id}
 
 
-def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir, ray_tmp):
+def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir):
     """Once with `fmtrain tune`, once with `mlflow run . -e tune` (its parent is mlflow run's run)."""
     small = ["--limit", "500", "--epochs", "2", "--data_dir", str(real_data_dir)]
-    done = tune(["--trials", "2", "--max-concurrent", "1", "--seed", "7", "--quiet", "--experiment", "first",
-                 *small], store, ray_tmp, tmp_path)
+    done = fmtrain_here(["tune", "--trials", "2", "--max-concurrent", "1", "--seed", "7", "--quiet",
+                         "--experiment", "first", *small], cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
     project = subprocess.run(
         ["mlflow", "run", str(PROJECT), "-e", "tune", "--env-manager", "local", "--experiment-name", "second",
          "-P", "trials=2", "-P", "seed=7", "-P", "max_concurrent=1", "-P", "limit=500", "-P", "epochs=2",
          "-P", f"data_dir={real_data_dir}"],
-        capture_output=True, text=True, env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=900)
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert project.returncode == 0, project.stdout[-3000:] + project.stderr[-3000:]
     found = {}
     for experiment in ("first", "second"):
@@ -185,27 +189,24 @@ def test_the_same_seed_repeats_the_search(store, tmp_path, real_data_dir, ray_tm
     assert found["first"] == found["second"]  # the same settings, trial by trial, and the same losses
     assert len({json.dumps(settings) for settings, _ in found["first"]}) == 2
 
-    # One trial at a time: trial 1 ran in the worker trial 0 ended in (reuse_actors), and trains
-    # there exactly as `fmtrain train` does alone (here in this process, which is not a worker).
-    from fmtrain.cli.app import main
-
+    # A trial trains exactly as `fmtrain train` does alone with its settings.
     _, trials = parent_and_trials("first")
-    assert trials[1].data.tags["fmtrain.process"] == trials[0].data.tags["fmtrain.process"]
     chosen = [part for name in SPACE_NAMES for part in (f"--{name}", trials[1].data.params[name])]
-    assert main(["train", "--backend", "tensorflow", "--seed", "7", "--quiet", "--experiment", "alone",
-                 *chosen, *small]) == 0
+    assert fmtrain_here(["train", "--backend", "tensorflow", "--seed", "7", "--quiet", "--experiment", "alone",
+                         *chosen, *small], cwd=tmp_path).returncode == 0
     (reference,) = all_runs("alone")
     assert trials[1].data.params == reference.data.params
     for key in ("final_val_loss", "final_val_accuracy", "stopped_epoch"):
         assert trials[1].data.metrics[key] == reference.data.metrics[key], key
 
 
-def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tmp_path, real_data_dir, ray_tmp):
+def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tmp_path, real_data_dir):
     # SGD at learning rate 1e12 turns the loss into NaN in the first epoch; 0.01 trains on.
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"choices": [0.01, 1e12]}}))
-    done = tune(["--space", "space.json", "--optimizer", "sgd", "--trials", "4", "--max-concurrent", "2",
-                 "--time_budget", "20", "--limit", "1000", "--epochs", "5000", "--patience", "none", "--quiet",
-                 "--register_best", "fm-none", "--data_dir", str(real_data_dir)], store, ray_tmp, tmp_path)
+    done = fmtrain_here(["tune", "--space", "space.json", "--optimizer", "sgd", "--trials", "4",
+                         "--max-concurrent", "1", "--time_budget", "20", "--limit", "1000", "--epochs", "5000",
+                         "--patience", "none", "--quiet", "--register_best", "fm-none", "--data_dir", real_data_dir],
+                        cwd=tmp_path)
     parent, trials = parent_and_trials()
     failed = [r for r in trials if r.info.status == "FAILED"]
     budget = [r for r in trials if r.data.tags.get("fmtrain.tune.stopped_by") == "time budget"]
@@ -216,7 +217,8 @@ def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tm
     for run in budget:  # stopped at an epoch's end by the budget, FINISHED with its curves so far
         assert run.info.status == "FINISHED" and run.data.params["learning_rate"] == "0.01"
         assert run.data.metrics["epochs_run"] < 5000
-        assert re.search(rf"\] {run.info.run_name} \(learning_rate 0.01\) \.\.\. stopped by the time budget", done.stdout)
+        assert re.search(rf"\] {run.info.run_name} \(learning_rate 0.01\) \.\.\. stopped by the time budget",
+                         done.stdout)
         assert len(MlflowClient().get_metric_history(run.info.run_id, "val_loss")) == run.data.metrics["epochs_run"]
     assert {r.info.status for r in trials} <= {"FINISHED", "FAILED"}
     assert parent.info.status == "FINISHED" and "fmtrain.best_run_id" not in parent.data.tags
@@ -229,6 +231,8 @@ def test_failed_trials_are_isolated_and_the_time_budget_stops_the_rest(store, tm
     assert MlflowClient().search_registered_models() == []
 
 
+# -- the process tier: a search's command with its Ray workers, signalled and killed ----------
+
 @pytest.mark.parametrize("signum, status, code", [(signal.SIGTERM, "KILLED", 143), (signal.SIGINT, "FAILED", 130)])
 def test_a_signal_to_a_search_ends_the_parent_and_its_trials(signum, status, code, store, tmp_path,
                                                              real_data_dir, ray_tmp):
@@ -237,15 +241,20 @@ def test_a_signal_to_a_search_ends_the_parent_and_its_trials(signum, status, cod
                   env=ray_env(store, ray_tmp), cwd=tmp_path)
     training = set()
     while len(training) < 2:  # two trials are in fit(), each in its own worker
-        training.add(re.search(r"\(\w+ pid=(\d+)\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))
-    job.signal(signum)
+        training.add(re.search(r"\(\S+ pid=(\d+)\) Epoch 2/100", job.expect(") Epoch 2/100")).group(1))
+    if signum == signal.SIGINT:
+        job.signal_group(signum)  # Ctrl-C: the terminal's whole group, Ray's workers included
+    else:
+        job.signal(signum)
     assert job.wait() == code, "\n".join(job.err[-20:])
     parent, trials = parent_and_trials()
     assert len(trials) == 2
     reason = signal_description(signum)
     for run in (parent, *trials):
         assert run.info.status == status and run.data.tags["fmtrain.error"] == reason
-    assert job.last_error_line == f"fmtrain: run {parent.info.run_id} (tune) {reason}; no run was left RUNNING"
+    assert job.last_error_line.startswith(f"fmtrain: run {parent.info.run_id} (tune) {reason}; ")
+    assert job.last_error_line.endswith("no run was left RUNNING")
+    assert "Traceback" not in "\n".join(job.err)
     deadline = time.monotonic() + 60
     while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)  # polling the process table for Ray's own exit, not a synchronisation delay

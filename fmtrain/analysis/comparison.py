@@ -1,6 +1,6 @@
 """Compare runs: the sweep's summary table, its best run and its figure, from typed records.
 
-A record is a ``fmtrain.tracking.queries.RunRecord`` (or anything with the same attributes);
+A record is a ``fmtrain.tracking.records.RunRecord`` (or anything with the same attributes);
 the same code serves a sweep as it ends and ``fmtrain compare`` on a finished one.
 """
 
@@ -45,15 +45,16 @@ def summary_rows(records) -> list[SummaryRow]:
     """One row per record, in the records' order."""
     rows = []
     for record in records:
-        scores, params = record.scores, record.params
+        scores, settings = record.scores, record.settings
         val_losses = record.curves.get("val_loss") or []
+        seed = record.labels.seed if record.labels.seed is not None else settings.get("seed")
         rows.append(SummaryRow(
-            config=record.name,
-            seed=params.get("seed"),
+            config=record.config,
+            seed=None if seed is None else str(seed),
             status=record.status if not record.error else f"{record.status}: {record.error}",
-            optimizer=params.get("optimizer"),
-            dropout_rate=params.get("dropout_rate"),
-            epochs=params.get("epochs"),
+            optimizer=settings.get("optimizer"),
+            dropout_rate=settings.get("dropout_rate"),
+            epochs=settings.get("epochs"),
             epochs_run=scores.epochs_run,
             stopped_epoch=scores.stopped_epoch,
             best_epoch=scores.best_epoch,

@@ -72,9 +72,9 @@ def _left_open(message: str) -> list[str]:
     RUNNING, those that the message already sends to a journal aside."""
     if not ledger.touched_runs():  # no run: the store need not be asked (nor MLflow loaded)
         return []
-    from fmtrain.tracking import abandoned
+    from fmtrain.tracking import lost_runs
 
-    return [line for line in abandoned.left_open()
+    return [line for line in lost_runs.left_open()
             if not (line.split()[1] in message and "journal" in message)]
 
 

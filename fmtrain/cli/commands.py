@@ -129,11 +129,15 @@ def sweep_command(names, data_dir, experiment, quiet, register_best, seeds, resu
               help="register the best complete trial as NAME, with --alias")
 @click.option("--alias", default=None, metavar="ALIAS",
               help="the alias --register_best sets [default: champion]")
+@click.option("--resume", metavar="PARENT_RUN_ID", default=None,
+              help="continue a search whose command was killed, in the same parent run: its ended "
+                   "trials are kept, its settings and space come from the parent (--trials may "
+                   "raise how many) [default: none, a new search]")
 @setting_options
 def tune_command(config, space_path, show_space, trials, max_concurrent, time_budget, ray_address,
-                 max_retries, data_dir, experiment, quiet, register_best, alias, **settings):
-    """Search the settings (Optuna's TPE on Ray Tune, ASHA stopping poor trials): one parent run,
-    a nested run per trial. --seed seeds the sampler and every trial's training."""
+                 max_retries, data_dir, experiment, quiet, register_best, alias, resume, **settings):
+    """Search the settings (Optuna's TPE sampler, trials pruned by successive halving): one parent
+    run, a nested run per trial. --seed seeds the sampler and every trial's training."""
     from fmtrain.cli import output
     from fmtrain.tuning import space
 
@@ -142,18 +146,29 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
         click.echo(space.space_table(searched))
         click.echo("\n" + json.dumps(space.to_data(searched), indent=2))
         return 0
-    from fmtrain.workflows import tune
+    from fmtrain.workflows import search
 
-    outcome = tune.run_search(overrides_from(settings), config_name=config, space_path=space_path,
-                              trials_wanted=trials, max_concurrent=max_concurrent,
-                              time_budget=time_budget, ray_address=ray_address, data_dir=data_dir,
-                              experiment=experiment, register_best=register_best, alias=alias,
-                              max_retries=max_retries, verbose=0 if quiet else 2, echo=click.echo)
+    resume = None if resume in (None, "", "none") else resume  # MLproject's default: none
+    outcome = search.run_search(overrides_from(settings), config_name=config, space_path=space_path,
+                                trials_wanted=trials, max_concurrent=max_concurrent,
+                                time_budget=time_budget, ray_address=ray_address, data_dir=data_dir,
+                                experiment=experiment, register_best=register_best, alias=alias,
+                                max_retries=max_retries, verbose=0 if quiet else 2, resume=resume,
+                                given=given_options(), echo=click.echo)
     click.echo(output.search_report(outcome, register_best, alias))
     problems = output.search_problems(outcome, register_best)
     for problem in problems:
         click.echo(f"fmtrain: error: {problem}", err=True)
     return errors.EXIT_FAILED if problems else 0
+
+
+def given_options() -> tuple[str, ...]:
+    """The options of the running command that were given on its command line (by their first
+    name: ``--trials``, ``--max_concurrent``)."""
+    context = click.get_current_context()
+    return tuple(parameter.opts[0] for parameter in context.command.params
+                 if context.get_parameter_source(parameter.name) == ParameterSource.COMMANDLINE
+                 and parameter.name != "resume")
 
 
 @cli.command("compare")
@@ -163,26 +178,15 @@ def tune_command(config, space_path, show_space, trials, max_concurrent, time_bu
 @click.option("--log", is_flag=True, help="also log them on the parent run (one parent id only)")
 def compare_command(run_ids, output, log):
     """Rebuild a sweep's figure and tables from the store (a parent run id, or run ids)."""
-    from pathlib import Path
-
-    from fmtrain.analysis import comparison
-    from fmtrain.tracking import names, store
     from fmtrain.workflows import compare
 
     if log and len(run_ids) != 1:
         raise ValueError("--log needs exactly one run id: the sweep's parent run")
-    store.open_store()
-    rows, figure = compare.compare(list(run_ids))
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
-    markdown = comparison.to_markdown(rows)
-    figure.savefig(folder / names.SWEEP_FIGURE)
-    (folder / names.SWEEP_CSV).write_text(comparison.to_csv(rows))
-    (folder / names.SWEEP_MD).write_text(markdown)
+    markdown, folder = compare.compare_into(list(run_ids), output)
     click.echo(markdown)
     click.echo(f"figure and tables written to {folder}/")
     if log:
-        compare.log_comparison(run_ids[0], rows, figure)
+        compare.log_comparison(run_ids[0], *compare.compare(list(run_ids)))
         click.echo(f"logged on run {run_ids[0]}")
     return 0
 

@@ -135,7 +135,8 @@ def search_options(command):
                      help="how many trials (runs) the search makes"),
         click.option(*option_names("max_concurrent"), "max_concurrent", type=click.IntRange(min=1),
                      default=None, metavar="N",
-                     help="trials at once, each in a Ray worker of its own [default: 2]"),
+                     help="trials at once, each in a Ray worker of its own; 1 = one after another in "
+                          "this process [default: 2 with Ray installed, else 1]"),
         click.option(*option_names("time_budget"), "time_budget", type=click.FloatRange(min=0, min_open=True),
                      default=None, metavar="SECONDS",
                      help="stop the search after this long: running trials end FINISHED, tagged "

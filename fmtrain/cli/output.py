@@ -67,7 +67,7 @@ def sweep_report(outcome, register_best: str | None) -> str:
 
 
 def search_report(outcome, register_best: str | None, alias: str | None) -> str:
-    """The trials of a finished search (a workflows.tune.SearchOutcome) and its best one."""
+    """The trials of a finished search (a workflows.search.SearchOutcome) and its best one."""
     lines = [f"\nsearch {outcome.parent_run_id}: {len(outcome.rows)} trials in {outcome.seconds:.0f} s\n",
              trials.to_markdown(outcome.rows, outcome.names, outcome.best)]
     if outcome.best:
@@ -87,7 +87,7 @@ def search_report(outcome, register_best: str | None, alias: str | None) -> str:
 def search_problems(outcome, register_best: str | None) -> list[str]:
     """What went wrong in a finished search, one line each: failed trials, nothing to register."""
     problems = []
-    failed = [row for row in outcome.rows if row.status != "FINISHED"]
+    failed = [row for row in outcome.rows if row.status != "FINISHED" and row.counts]
     if failed:
         problems.append(f"{len(failed)} trial(s) failed: "
                         f"{', '.join(trials.trial_name(row.number) for row in failed)}")

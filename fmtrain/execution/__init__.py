@@ -1,5 +1,6 @@
-"""Where jobs run and how they stop: in this process or as Ray tasks (``engines``), and the
-handling of SIGINT, SIGTERM and SIGHUP (``signals``).
+"""Where jobs run and how they stop: in this process or as Ray tasks (``engine``, Ray started
+or joined by ``raystart``), and the handling of SIGINT, SIGTERM and SIGHUP (``signals``).
 
-Knows nothing of MLflow or of what a job does; may import ``errors`` only.
+Knows nothing of MLflow or of what a job does (the caller hands in what each worker sets up);
+may import ``errors`` and ``internals`` only.
 """

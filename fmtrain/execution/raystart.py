@@ -40,7 +40,7 @@ def connect(placement, env: dict[str, str] | None = None):
         import ray
     except ImportError as error:
         raise ValueError(f"Ray cannot be imported ({error}); install it with "
-                         "`pip install '.[ray]' in fmtrain's checkout`") from None
+                         "`pip install '.[ray]'` in fmtrain's checkout") from None
     runtime = {"runtime_env": {"env_vars": env}} if env else {}
     received: list[int] = []
     with _signal_handlers_kept(), signals.recorded(received):

@@ -104,7 +104,7 @@ def use(backend: str = DEFAULT_BACKEND):
     except ImportError as error:
         extra = "jax" if backend == "jax" else "tensorflow"
         raise ValueError(f"backend {backend} is not installed ({error}); install it with "
-                         f"`pip install '.[{extra}]' in fmtrain's checkout`") from None
+                         f"`pip install '.[{extra}]'` in fmtrain's checkout") from None
     return keras
 
 

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from fmtrain.tracking import store, store_errors
+from fmtrain.tracking.names import ERROR_TAG
 
 
 def probe_seconds() -> float:
@@ -169,7 +170,7 @@ def _keep(journal: Journal, entry: dict, files: dict[str, Path] | None) -> None:
 def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
     """Carry out one record on the store: ``batch`` (metrics as [key, value, ms, step, model],
     params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``) or
-    ``end`` (``status`` and ``error``)."""
+    ``end`` (``status`` and the ending's ``tags``)."""
     client = MlflowClient()
     here = journal.folder if journal is not None else Path(".")
     local = {key: str(here / entry[key]) for key in entry.get("in_journal", [])}
@@ -190,8 +191,11 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
         if journal is not None:
             journal.model_id = model_id
     elif kind == "end":
-        if entry.get("error"):
-            client.set_tag(run_id, "fmtrain.error", entry["error"])
+        tags = [RunTag(k, v) for k, v in entry.get("tags", [])]
+        if entry.get("error"):  # a journal an earlier fmtrain wrote
+            tags.append(RunTag(ERROR_TAG, entry["error"]))
+        if tags:
+            client.log_batch(run_id, tags=tags)
         client.set_terminated(run_id, entry["status"])
     else:
         raise ValueError(f"unknown journal entry {kind!r}")

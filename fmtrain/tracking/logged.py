@@ -17,6 +17,7 @@ from fmtrain.tracking.names import (
     BEST_TAG,
     DESCRIPTION_TAG,
     PER_CLASS_FILE,
+    RESUMED_RUN_TAG,
     SWEEP_CSV,
     SWEEP_FIGURE,
     SWEEP_MD,
@@ -79,14 +80,17 @@ def log_file(run_id: str, path, artifact_path: str | None = None) -> None:
 
 def log_batch(run_id: str, metrics: dict[str, float] | None = None, *, step: int = 0,
               params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
-              model_id: str | None = None) -> None:
-    """Metrics (at ``step``, linked to ``model_id``), params and tags in one write (through the
-    journal)."""
+              model_id: str | None = None, through_journal: bool = True) -> None:
+    """Metrics (at ``step``, linked to ``model_id``), params and tags in one write: through the
+    run's journal, or (``through_journal=False``) to the store alone."""
     now = int(time.time() * 1000)
-    journal.write(run_id, {"op": "batch",
-                           "metrics": [[k, float(v), now, step, model_id] for k, v in (metrics or {}).items()],
-                           "params": [[k, str(v)] for k, v in (params or {}).items()],
-                           "tags": [[k, str(v)] for k, v in (tags or {}).items()]})
+    entry = {"op": "batch", "metrics": [[k, float(v), now, step, model_id] for k, v in (metrics or {}).items()],
+             "params": [[k, str(v)] for k, v in (params or {}).items()],
+             "tags": [[k, str(v)] for k, v in (tags or {}).items()]}
+    if through_journal:
+        journal.write(run_id, entry)
+    else:
+        journal.apply(run_id, entry)
 
 
 def log_params(run_id: str, params: dict[str, str]) -> None:
@@ -186,6 +190,12 @@ def describe_run(run_id: str, text: str) -> None:
     log_batch(run_id, tags={DESCRIPTION_TAG: text})
 
 
+def point_to_resumed(project_run_id: str, resumed_run_id: str) -> None:
+    """On the run ``mlflow run`` made for a command that resumed another run: which one it is."""
+    log_batch(project_run_id, tags={RESUMED_RUN_TAG: resumed_run_id,
+                                    DESCRIPTION_TAG: f"Resumed run {resumed_run_id}; its work went on in that run."})
+
+
 def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, description: str) -> None:
     """Log a sweep's comparison figure, summary tables, description and best run on ``run_id``.
 
@@ -203,15 +213,23 @@ def log_comparison(run_id: str, figure, csv_text: str, markdown: str, best, desc
                   tags={BEST_TAG: best.run_id, BEST_CONFIG_TAG: best.config})
 
 
+def save_comparison(folder: Path, figure, csv_text: str, markdown: str) -> None:
+    """A sweep's comparison as local files in ``folder``, named as its parent run logs them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.savefig(folder / SWEEP_FIGURE)
+    (folder / SWEEP_CSV).write_text(csv_text)
+    (folder / SWEEP_MD).write_text(markdown)
+
+
 def log_search(run_id: str, *, texts: dict[str, str], figures: dict, metrics: dict[str, float],
-               params: dict[str, str], tags: dict[str, str], description: str) -> None:
+               params: dict[str, str], best_run_id: str | None, description: str) -> None:
     """Log a search's results on its parent run ``run_id``: tables and the space (``texts``, by
-    file name), figures, the best trial's params (new keys) and metrics, tags and description."""
+    file name), figures, the best trial's params (new keys), metrics and run, and a description."""
     for name, text in texts.items():
         log_text(run_id, text, name)
     for name, figure in figures.items():
         log_figure(run_id, figure, name)
-    log_batch(run_id, metrics, params=params, tags=tags)
+    log_batch(run_id, metrics, params=params, tags={BEST_TAG: best_run_id} if best_run_id else {})
     describe_run(run_id, description)
 
 

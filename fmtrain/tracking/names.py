@@ -8,7 +8,13 @@ CHAMPION_ALIAS = "champion"
 
 # Tags fmtrain sets on runs.
 CONFIG_TAG = "fmtrain.config"
+# Why a run that did not finish ended: the reason a person reads, and its cause as one word of
+# records.Cause (signal, process lost, worker died, error).
 ERROR_TAG = "fmtrain.error"
+END_CAUSE_TAG = "fmtrain.end_cause"
+# The job (a sweep's child, a search's trial) whose attempts make the run: an attempt run again
+# after its worker died finds its run by it.
+JOB_TAG = "fmtrain.job"
 SWEEP_TAG = "fmtrain.sweep.configs"
 SEEDS_TAG = "fmtrain.sweep.seeds"
 SEED_TAG = "fmtrain.seed"
@@ -28,6 +34,7 @@ PARENT_TAG = "mlflow.parentRunId"
 # Tags of a search's runs: the parent's search, each trial's Optuna number, and a trial stopped
 # early by the search (pruned at an epoch, or out of the search's time budget).
 SEARCH_TAG = "fmtrain.tune.search"
+STUDY_TAG = "fmtrain.tune.study"
 TRIAL_TAG = "fmtrain.tune.trial"
 PRUNED_TAG = "fmtrain.tune.pruned"
 PRUNED_EPOCH_TAG = "fmtrain.tune.pruned_epoch"

@@ -1,4 +1,5 @@
-"""Typed records read back from the store, for comparison, reports, reaping and resumed sweeps.
+"""Runs read back from the store as typed records (``records.RunRecord``), for comparison,
+reports, reaping, resuming and settling.
 
 Every search here pages through all its results (MLflow's ``page_token``), and each command reads
 a run once: the records come from the search's own results, not from a second ``get_run`` each.
@@ -6,65 +7,21 @@ a run once: the records come from the search's own results, not from a second ``
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
-from fmtrain.learning.scores import Scores
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG, PARENT_TAG, SWEEP_PARAMS
+from fmtrain.learning import configs
+from fmtrain.tracking import names
+from fmtrain.tracking.records import Ending, Labels, RunRecord
 from fmtrain.tracking.store import get_run
 
 CURVES = ("loss", "val_loss")
 # Runs per search request: MLflow's default page, about 1 MB of JSON for fmtrain's runs.
 PAGE_SIZE = 1000
-
-
-@dataclass
-class RunRecord:
-    """One run as the store holds it: what comparison needs, and nothing of MLflow's types."""
-
-    name: str
-    run_id: str
-    status: str
-    error: str
-    params: dict[str, str]
-    metrics: dict[str, float]
-    seconds: float
-    curves: dict[str, list[float]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    started: float = 0.0  # Unix seconds
-
-    def metric(self, key: str) -> float | None:
-        return self.metrics.get(key)
-
-    @property
-    def scores(self) -> Scores:
-        """The run's single scores as a typed record."""
-        return Scores.from_metrics(self.metrics)
-
-
-@dataclass
-class RunState:
-    """Where a run stands: enough to find runs left RUNNING and to resume a sweep."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    status: str
-    started: float  # Unix seconds
-    last_sign_of_life: float  # the heartbeat, or the start when there is none
-    params: dict[str, str]
-    tags: dict[str, str]
-
-    @property
-    def config(self) -> str:
-        return self.tags.get(CONFIG_TAG, self.name)
-
-    @property
-    def shared_settings(self) -> dict[str, str]:
-        """A sweep parent's params that are settings its children share (not SWEEP_PARAMS)."""
-        return {key: value for key, value in self.params.items() if key not in SWEEP_PARAMS}
+_SETTINGS = {knob.name for knob in configs.knobs()}
 
 
 def search_all(experiment_ids: list[str], filter_string: str = "",
@@ -92,21 +49,23 @@ def _experiment_ids(client: MlflowClient) -> list[str]:
             return ids
 
 
-def _children(parent_run_id: str, extra_filter: str = "") -> list:
-    parent = get_run(parent_run_id)
-    wanted = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {extra_filter}" if extra_filter else "")
-    return list(search_all([parent.info.experiment_id], wanted))
-
-
-def _record(run, client: MlflowClient | None = None) -> RunRecord:
-    """A record of ``run``; with ``client``, its per-epoch curves too (one request per curve)."""
-    end = run.info.end_time or run.info.start_time
-    record = RunRecord(
-        name=run.data.tags.get(CONFIG_TAG, run.info.run_name), run_id=run.info.run_id,
-        status=run.info.status, error=run.data.tags.get(ERROR_TAG, ""), params=dict(run.data.params),
-        metrics=dict(run.data.metrics), seconds=(end - run.info.start_time) / 1000.0,
-        tags=dict(run.data.tags), started=run.info.start_time / 1000.0)
-    return with_curves([record], client)[0] if client is not None else record
+def record_of(run) -> RunRecord:
+    """An MLflow run as a record (without its curves: ``with_curves``)."""
+    tags, info = dict(run.data.tags), run.info
+    end = info.end_time or int(time.time() * 1000)
+    started = info.start_time / 1000.0
+    beat = tags.get(names.HEARTBEAT_TAG)
+    pruned = tags.get(names.PRUNED_EPOCH_TAG)
+    params = dict(run.data.params)
+    return RunRecord(
+        run_id=info.run_id, name=info.run_name or "", experiment_id=info.experiment_id, status=info.status,
+        started=started, seconds=(end - info.start_time) / 1000.0,
+        last_sign_of_life=float(beat) if beat else started, labels=Labels.from_tags(tags),
+        parent_id=tags.get(names.PARENT_TAG), ending=Ending.from_tags(tags),
+        settings={key: value for key, value in params.items() if key in _SETTINGS}, params=params,
+        metrics=dict(run.data.metrics), resumes=json.loads(tags.get(names.RESUMES_TAG, "[]")),
+        stopped_by=tags.get(names.STOPPED_BY_TAG, ""), pruned_epoch=int(pruned) if pruned else None,
+        tags=tags)
 
 
 def with_curves(records: list[RunRecord], client: MlflowClient | None = None) -> list[RunRecord]:
@@ -122,46 +81,30 @@ def with_curves(records: list[RunRecord], client: MlflowClient | None = None) ->
     return records
 
 
+def run_record(run_id: str) -> RunRecord:
+    """One run; ValueError naming the store when there is none."""
+    return record_of(get_run(run_id))
+
+
 def fetch_records(run_ids: list[str]) -> list[RunRecord]:
-    """One record per run, with its per-epoch ``loss`` and ``val_loss``.
-
-    Raises ValueError for an unknown run id.
-    """
-    client = MlflowClient()
-    return [_record(get_run(run_id), client) for run_id in run_ids]
+    """One record per run, with its per-epoch ``loss`` and ``val_loss``; ValueError for an unknown
+    run id."""
+    return with_curves([run_record(run_id) for run_id in run_ids])
 
 
-def child_records(parent_run_id: str) -> list[RunRecord]:
-    """Records of a parent's nested runs, oldest first, without their curves (``with_curves``)."""
-    return [_record(run) for run in _children(parent_run_id)]
+def children(parent_run_id: str, *, job: str | None = None, trial: int | None = None) -> list[RunRecord]:
+    """The nested runs of ``parent_run_id``, oldest first (the order they started); with ``job``
+    or ``trial``, only the runs of that job or trial."""
+    parent = get_run(parent_run_id)
+    wanted = [f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'"]
+    if job is not None:
+        wanted.append(f"tags.`{names.JOB_TAG}` = '{job}'")
+    if trial is not None:
+        wanted.append(f"tags.`{names.TRIAL_TAG}` = '{trial}'")
+    return [record_of(run) for run in search_all([parent.info.experiment_id], " and ".join(wanted))]
 
 
-def child_run_ids(parent_run_id: str) -> list[str]:
-    """The nested runs of ``parent_run_id``, oldest first (the order the sweep ran them)."""
-    return [run.info.run_id for run in _children(parent_run_id)]
-
-
-def _state(run) -> RunState:
-    started = run.info.start_time / 1000.0
-    beat = run.data.tags.get(HEARTBEAT_TAG)
-    return RunState(run.info.run_id, run.info.run_name, run.info.experiment_id, run.info.status,
-                    started, float(beat) if beat else started, dict(run.data.params),
-                    dict(run.data.tags))
-
-
-def run_state(run_id: str) -> RunState:
-    """The state of one run; ValueError when there is none."""
-    return _state(get_run(run_id))
-
-
-def child_states(parent_run_id: str, tags: dict[str, str] | None = None) -> list[RunState]:
-    """The states of a parent's nested runs, oldest first; with ``tags``, only those with these
-    tag values."""
-    wanted = " and ".join(f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items())
-    return [_state(run) for run in _children(parent_run_id, wanted)]
-
-
-def running_runs(experiment: str | None = None) -> list[RunState]:
+def running_runs(experiment: str | None = None) -> list[RunRecord]:
     """The runs marked RUNNING in ``experiment`` (by name), or in every experiment."""
     client = MlflowClient()
     if experiment:
@@ -173,7 +116,7 @@ def running_runs(experiment: str | None = None) -> list[RunState]:
         ids = _experiment_ids(client)
     if not ids:
         return []
-    return [_state(run) for run in search_all(ids, "attributes.status = 'RUNNING'", client)]
+    return [record_of(run) for run in search_all(ids, "attributes.status = 'RUNNING'", client)]
 
 
 def test_accuracies(run_ids: list[str]) -> dict[str, float]:

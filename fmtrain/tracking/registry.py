@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from fmtrain.tracking.names import CONFIG_TAG
+from fmtrain.tracking.names import CHAMPION_ALIAS, CONFIG_TAG
+
+__all__ = ["CHAMPION_ALIAS", "RegistryError", "ResolvedModel", "register", "resolve"]
 from fmtrain.tracking.store import get_run, not_found
 
 

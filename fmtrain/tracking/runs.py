@@ -8,26 +8,25 @@ itself does). Whatever the error, the one raised afterwards names the run.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import threading
 import time
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fmtrain.errors import (
-    RunEnded,
-    RunFailed,
-    RunStopped,
-    Stopped,
-    StoreError,
-    one_line,
-    signal_description,
+from fmtrain.errors import RunFailed, RunStopped, StoreError, one_line
+from fmtrain.tracking import journal, ledger, logged, lost_runs, monitoring, store
+from fmtrain.tracking.names import (
+    END_CAUSE_TAG,
+    ERROR_TAG,
+    HEARTBEAT_TAG,
+    PRUNED_EPOCH_TAG,
+    PRUNED_TAG,
+    STOPPED_BY_TAG,
 )
-from fmtrain.tracking import abandoned, journal, ledger, logged, monitoring, store
-from fmtrain.tracking.names import CONFIG_TAG, ERROR_TAG, HEARTBEAT_TAG
+from fmtrain.tracking.records import Cause, Ending, Labels, ending_for
+from fmtrain.tracking.store_errors import Fault, classify
 
 
 def heartbeat_seconds() -> float:
@@ -38,25 +37,12 @@ def heartbeat_seconds() -> float:
 PERMISSION_RETRY_SECONDS = 5.0
 
 
-def describe_error(error: BaseException) -> str:
-    """The error as recorded in a run's ``fmtrain.error`` tag."""
-    if isinstance(error, Stopped):
-        return str(error)
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
-    if isinstance(error, RunEnded):
-        return str(error)
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        where = error.filename or "the run's files"
-        return f"no space left on device writing {where}"
-    return f"{type(error).__name__}: {error}"[:5000]
-
-
 @contextlib.contextmanager
-def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
+def tracked_run(name: str, params: dict[str, str], *, labels: Labels | None = None,
                 parent_run_id: str | None = None, description: str | None = None,
                 run_id: str | None = None, system_metrics: float = 0.0):
-    """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``; yield its id.
+    """Open (or, under ``mlflow run``, resume) a run named ``name`` holding ``params``, labelled with
+    ``labels``; yield its id.
 
     ``description`` is the Markdown the run's page shows (the tag ``mlflow.note.content``).
     ``system_metrics``: seconds between samples of the machine's use (``tracking.monitoring``);
@@ -72,21 +58,22 @@ def tracked_run(name: str, params: dict[str, str], *, tags: dict | None = None,
     if run_id is not None:
         # A child reopened while its sweep's parent is open in this process nests under it.
         run = store.reopen(run_id, description=description, nested=mlflow.active_run() is not None, **monitor)
-        if ERROR_TAG in run.data.tags:  # the reason it stopped last time is history now
-            MlflowClient().delete_tag(run_id, ERROR_TAG)
+        for key in (ERROR_TAG, END_CAUSE_TAG):  # why it stopped last time is history now
+            if key in run.data.tags:
+                MlflowClient().delete_tag(run_id, key)
     elif parent_run_id is not None:
         experiment_id = store.get_run(parent_run_id).info.experiment_id
         run = _start_run(run_name=name, nested=True, parent_run_id=parent_run_id,
-                         experiment_id=experiment_id, tags=tags or {}, description=description,
-                         **monitor)
+                         experiment_id=experiment_id, tags=(labels or Labels()).tags(),
+                         description=description, **monitor)
     else:
-        run = _start_run(run_name=name, tags=tags or {}, description=description, **monitor)
+        run = _start_run(run_name=name, tags=(labels or Labels()).tags(), description=description, **monitor)
     run_id = run.info.run_id
     ledger.opened(run_id, name)
     journal.opened(run_id)
     heartbeat = None
     try:
-        logged.log_batch(run_id, tags=abandoned.process_tags())
+        logged.log_batch(run_id, tags=lost_runs.process_tags())
         heartbeat = _Heartbeat(run_id)
         logged.log_params(run_id, params)
         yield run_id
@@ -108,9 +95,9 @@ def _waiting_text(run_id: str, waiting: journal.Journal) -> str:
             f"its records wait in {waiting.folder}: run `fmtrain sync {run_id}` once the store is back")
 
 
-def _end(run_id: str, status: str, error_text: str | None) -> tuple[journal.Journal | None, str]:
-    """End the run open in this process as ``status`` (with ``error_text`` in ``fmtrain.error``),
-    once its journal is replayed: the end is written once, after every record. Returns the
+def _end(run_id: str, status: str, ending: Ending | None) -> tuple[journal.Journal | None, str]:
+    """End the run open in this process as ``status`` (with ``ending``'s tags), once its journal
+    is replayed: the end is written once, after every record. Returns the
     journal when records still wait in it (the store stayed away for end_wait_seconds(); the run
     stays RUNNING in the store), and what the store refused, if anything."""
     waiting = journal.opened_journal(run_id)
@@ -121,17 +108,18 @@ def _end(run_id: str, status: str, error_text: str | None) -> tuple[journal.Jour
             time.sleep(journal.probe_seconds())
     except Exception as error:  # noqa: BLE001 - a refused record must not keep the run open
         problem = f"the store refused a record of its journal: {one_line(error)}"
+    end = {"op": "end", "status": status, "tags": sorted((ending.tags() if ending else {}).items())}
     if waiting.pending and not problem:
-        waiting.append({"op": "end", "status": status, "error": error_text})
+        waiting.append(end)
         _forget_active(run_id)
         journal.closed(run_id)
         return waiting, ""
     # Recording the end must not hide the error or hang for MLflow's minutes of retries when the
     # store itself is what failed: a short try, and the original error is raised either way.
     with store.fail_fast():
-        if error_text is not None:
+        if ending is not None:
             try:
-                MlflowClient().set_tag(run_id, ERROR_TAG, error_text)
+                logged.log_batch(run_id, tags=ending.tags(), through_journal=False)
             except Exception as tag_error:  # noqa: BLE001 - the original error matters more
                 problem = problem or f"the store could not record this: {one_line(tag_error)}"
         try:
@@ -141,7 +129,7 @@ def _end(run_id: str, status: str, error_text: str | None) -> tuple[journal.Jour
                 MlflowClient().set_terminated(run_id, status)
         except Exception as end_error:  # noqa: BLE001
             if journal.is_outage(end_error) and not problem:
-                waiting.append({"op": "end", "status": status, "error": error_text})
+                waiting.append(end)
                 journal.closed(run_id)
                 return waiting, ""
             problem = problem or f"the store could not record this: {one_line(end_error)}"
@@ -178,8 +166,8 @@ def _start_run(**arguments):
     while True:
         try:
             return mlflow.start_run(**arguments)
-        except MlflowException as error:
-            if error.error_code != "PERMISSION_DENIED":
+        except Exception as error:
+            if classify(error) is not Fault.FORBIDDEN:
                 raise
             if time.monotonic() > deadline:
                 raise StoreError(store.describe_store_error(error)) from None
@@ -188,38 +176,27 @@ def _start_run(**arguments):
 
 def _end_badly(run_id: str, name: str, error: BaseException) -> BaseException:
     """End the active run as ``error`` says and return the error to raise, naming the run."""
-    signum = None
-    if isinstance(error, (Stopped, RunStopped)):
-        signum = error.signum
-    elif isinstance(error, KeyboardInterrupt):
-        signum = 2
-    if signum is not None:
-        status, text = _status_for(signum), signal_description(signum)
-        what = text if not isinstance(error, RunStopped) else f"{text}; {error}"
+    status, ending = ending_for(error)
+    if ending.cause is Cause.SIGNAL:
+        what = ending.reason if not isinstance(error, RunStopped) else f"{ending.reason}; {error}"
     else:
-        status, text = "FAILED", describe_error(error)
-        what = f"failed: {text}"
-    waiting, problem = _end(run_id, status, text)
+        what = f"failed: {ending.reason}"
+    waiting, problem = _end(run_id, status, ending)
     if waiting is not None:
         problem = f"; {_waiting_text(run_id, waiting)}"
     elif problem:
         problem = f" ({problem})"
     message = f"run {run_id} ({name}) {what}{problem}"
-    if signum is not None:
-        return RunStopped(message, run_id, signum)
+    if ending.cause is Cause.SIGNAL:
+        return RunStopped(message, run_id, error.signum if hasattr(error, "signum") else 2)
     return RunFailed(message, run_id)
 
 
-def _status_for(signum: int) -> str:
-    # Ctrl-C is a person's decision to abandon the run, recorded as FAILED since the first
-    # release; a job killed by its supervisor (SIGTERM, SIGHUP) ends KILLED, as MLflow users expect.
-    return "FAILED" if signum == 2 else "KILLED"
-
-
-def failed_child(name: str, error: BaseException, tags: dict | None = None) -> str:
-    """A nested run for a configuration that could not start, marked FAILED with its error."""
-    with mlflow.start_run(run_name=name, nested=True, tags=tags or {CONFIG_TAG: name}) as run:
-        mlflow.set_tag(ERROR_TAG, describe_error(error))
+def failed_child(name: str, error: BaseException, labels: Labels) -> str:
+    """A nested run for a job that could not start (a configuration that cannot take the
+    settings, a worker that died before its run existed), marked FAILED with its error."""
+    _, ending = ending_for(error)
+    with mlflow.start_run(run_name=name, nested=True, tags={**labels.tags(), **ending.tags()}) as run:
         mlflow.end_run("FAILED")
     return run.info.run_id
 
@@ -251,11 +228,9 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
-def tag_active(tags: dict[str, str]) -> None:
-    """Tag the run open in this thread (a trial's, when the search stops it early)."""
-    logged.log_batch(mlflow.active_run().info.run_id, tags=tags)
-
-
-def status_for(signum: int) -> str:
-    """The status of a run that ``signum`` stopped: KILLED (FAILED for Ctrl-C)."""
-    return _status_for(signum)
+def mark_stopped_early(by: str, epoch: int | None = None) -> None:
+    """Record on the trial's run open in this thread that its search stopped it: ``by`` "pruned"
+    (after ``epoch``) or "time budget"."""
+    run_id = mlflow.active_run().info.run_id
+    tags = {STOPPED_BY_TAG: by, **({PRUNED_TAG: "true", PRUNED_EPOCH_TAG: str(epoch)} if epoch is not None else {})}
+    logged.log_batch(run_id, tags=tags)

@@ -1,6 +1,5 @@
-"""Tuning: the search space as data (``space``), a search's trials as rows (``trials``), the
-verdicts that stop a trial between epochs (``verdicts``) and the Optuna/Ray Tune engine
-(``engine``).
+"""Tuning: the search space as data (``space``), a search's trials as rows (``trials``) and the
+decisions Optuna makes (``study``: its sampler, its pruner, the study in a storage handed in).
 
-May import ``execution``, ``learning`` and ``errors``; never tracking or the workflows.
+May import ``learning`` and ``errors``; never tracking, execution or the workflows.
 """

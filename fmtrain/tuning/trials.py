@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fmtrain.analysis import tables
-from fmtrain.errors import signal_description
 
 
 @dataclass
@@ -25,6 +24,8 @@ class TrialRow:
     pruned_epoch: int | None = None  # stopped by the search after this epoch (0-based)
     stopped_by: str = ""  # "pruned", "time budget", or "" when it ran to its end
     error: str = ""
+    counts: bool = True  # it ended by itself (not killed with its process): one of the --trials
+
 
     @property
     def complete(self) -> bool:
@@ -80,17 +81,12 @@ def trial_line(count: int, total: int, number: int, settings: dict[str, str], en
             f"({tables.settings_text(settings, between=' ', rounded=True)}) ... {ended}")
 
 
-def trial_end_text(end) -> str:
-    """How a trial ended (a tuning.engine.TrialEnd), as its line says it."""
-    loss, verdict = end.result.get("val_loss"), end.verdict
-    if end.error:
-        return f"FAILED: {end.error}"
-    if verdict is None:
-        return f"val_loss {loss:.4f}, val_accuracy {end.result.get('val_accuracy', float('nan')):.4f}"
-    if verdict.kind == "pruned":
-        return f"pruned after epoch {verdict.epoch} (val_loss {loss:.3f})"
-    if verdict.kind == "budget":
-        return "stopped by the time budget"
-    if verdict.kind == "signal":
-        return signal_description(verdict.signum or 15)
-    return "stopped after an error of the search"
+def trial_end_text(result) -> str:
+    """How a trial ended (a workflows.search_trials.TrialResult), as its line says it."""
+    if result.error:
+        return f"FAILED: {result.error}"
+    if result.stopped_by == "pruned":
+        return f"pruned after epoch {result.stopped_epoch} (val_loss {result.val_loss:.3f})"
+    if result.stopped_by:
+        return f"stopped by the {result.stopped_by}"
+    return f"val_loss {result.val_loss:.4f}, val_accuracy {result.val_accuracy:.4f}"

@@ -64,7 +64,8 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
     keras_backend.use(backend)
     from fmtrain.analysis import figures, tables
     from fmtrain.learning import classification_report
-    from fmtrain.tracking import datasets, logged, names, runs
+    from fmtrain.tracking import datasets, logged, runs
+    from fmtrain.tracking.records import Labels
 
     # The version resolved once is the one loaded and recorded: an alias moved meanwhile
     # changes neither.
@@ -75,7 +76,7 @@ def evaluate(model_uri: str, *, data_dir=None, experiment: str | None = None,
               "model_name": resolved.name or "none", "model_version": resolved.version or "none",
               "source_run_id": resolved.run_id or "none",
               "system_metrics": configs.format_value(system_metrics)}
-    with signals.deferred(), runs.tracked_run(name, params, tags={names.EVALUATED_TAG: resolved.uri},
+    with signals.deferred(), runs.tracked_run(name, params, labels=Labels(evaluated=resolved.uri),
                                               system_metrics=system_metrics) as run_id:
         datasets.log_data_inputs(source, [datasets.DataInput(datasets.TEST, images, labels)])
         warnings = logged.log_evaluation(run_id, evaluation.metrics, tables.per_class_csv(evaluation.per_class),

@@ -86,10 +86,9 @@ class ChapterReport:
 def build(parent_run_id: str) -> ChapterReport:
     """Read a sweep's finished children from the store and compute the report."""
     from fmtrain.tracking import queries
-    from fmtrain.tracking.names import SWEEP_TAG
 
-    parent = queries.run_state(parent_run_id)
-    children = [c for c in queries.child_records(parent_run_id) if c.status == "FINISHED"]
+    parent = queries.run_record(parent_run_id)
+    children = [c for c in queries.children(parent_run_id) if c.status == "FINISHED"]
     if not children:
         raise ValueError(f"run {parent_run_id} has no FINISHED child runs to report on")
     records = queries.with_curves(children)
@@ -99,9 +98,10 @@ def build(parent_run_id: str) -> ChapterReport:
         record.metrics = dict(record.metrics)
         if record.run_id in tests:
             record.metrics["test_accuracy"] = tests[record.run_id]
-        by_config[record.name][int(record.params.get("seed", 0))] = record
+        seed = record.labels.seed if record.labels.seed is not None else int(record.settings.get("seed", 0))
+        by_config[record.config][seed] = record
     # The sweep's order (the chapter's), whichever child started first.
-    order = parent.tags.get(SWEEP_TAG, "").split(",")
+    order = list(parent.labels.sweep_configs)
     rank = {name: order.index(name) if name in order else len(order) for name in by_config}
     return compute(parent_run_id, dict(sorted(by_config.items(), key=lambda item: rank[item[0]])),
                    settings=parent.shared_settings)
@@ -110,7 +110,7 @@ def build(parent_run_id: str) -> ChapterReport:
 def compute(parent_run_id: str, by_config: dict[str, dict[int, object]],
             settings: dict | None = None) -> ChapterReport:
     """The report from records grouped by configuration and seed (anything with ``metrics``,
-    ``params``, ``curves`` and typed ``scores``, as queries.RunRecord)."""
+    ``curves`` and typed ``scores``, as records.RunRecord)."""
     aggregates = {}
     for config, runs in by_config.items():
         summaries = {}

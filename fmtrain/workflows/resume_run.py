@@ -1,8 +1,9 @@
 """``fmtrain train --resume RUN_ID``: continue a run lost with its process, in the same run, from
-the state its last completed epoch left in the store (``tracking.states``).
+the state its last completed epoch left in the store (``tracking.state_artifacts``).
 
 A run resumes when it ended KILLED, or FAILED because its process was lost (a reaped run, a dead
-Ray worker, a Ctrl-C, a command that ``mlflow run`` saw die), or when it is RUNNING with a stale heartbeat (``reap``'s rule). It is
+Ray worker, a Ctrl-C, a command that ``mlflow run`` saw die: its ending's cause says so), or
+when it is RUNNING with a stale heartbeat (``reap``'s rule). It is
 refused, in one line and with the run unchanged, when it is FINISHED, RUNNING with a live
 heartbeat, without a state, or when its settings or its data's digest differ from what this code
 would use. The resumed run trains the remaining epochs on the same step axis and ends as an
@@ -19,10 +20,6 @@ from pathlib import Path
 
 from fmtrain.learning import configs, data
 from fmtrain.learning.configs import TrainConfig
-
-# The starts of the fmtrain.error of a run lost with its process (reap's, a dead Ray worker's,
-# a signal's, Ctrl-C's): such a run resumes. Any other FAILED run failed on its own.
-PROCESS_LOSS = ("process gone", "WorkerDied", "killed by", "interrupted")
 
 
 @dataclass
@@ -46,35 +43,33 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     ``splits``: the data already loaded (a sweep's), else loaded from ``data_dir``.
     Raises ValueError (bad input: nothing changed) for each refusal.
     """
-    from fmtrain.tracking import abandoned, journal, queries
-    from fmtrain.tracking import names as tags
+    from fmtrain.tracking import journal, lost_runs, queries
     from fmtrain.tracking import state_artifacts as states
-    from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale
 
-    run = queries.run_state(run_id)
+    run = queries.run_record(run_id)
     label = f"run {run_id} ({run.name})"
-    error = run.tags.get(tags.ERROR_TAG, "")
+    error = run.error
     if run.status == "FINISHED":
         raise ValueError(f"{label} is FINISHED: there is nothing to resume")
     if run.status == "RUNNING":
-        if not find_stale([run], DEFAULT_STALE_AFTER):
+        if not lost_runs.stale([run]):
             raise ValueError(f"{label} is RUNNING and its process shows life (heartbeat within "
-                             f"{DEFAULT_STALE_AFTER:.0f} s): stop it, or resume it once it is stale")
+                             f"{lost_runs.DEFAULT_STALE_AFTER:.0f} s): stop it, or resume it once it is stale")
         error = error or "process gone: no heartbeat (killed, out of memory or power loss)"
-        waiting = abandoned.unsynced_journal(run_id, run.tags)
+        waiting = lost_runs.unsynced_journal(run)
         if waiting is not None and not journal.Journal(run_id, waiting).replay():
             raise ValueError(f"{label} has records waiting in journal {waiting} and the store "
                              f"cannot take them yet; resume it once the store is back")
-    # A FAILED run without fmtrain's error is one whose process died under `mlflow run`, which
+    # A FAILED run without fmtrain's ending is one whose process died under `mlflow run`, which
     # ends its run FAILED when the command dies by a signal.
-    elif run.status == "FAILED" and error and not error.startswith(PROCESS_LOSS):
+    elif run.status == "FAILED" and run.ending is not None and not run.ending.resumable:
         raise ValueError(f"{label} FAILED on its own ({error}); only a run "
                          "lost with its process resumes")
-    name = run.tags.get(tags.CONFIG_TAG, run.name)
+    name = run.config
     if config_name is not None and config_name != name:
         raise ValueError(f"{label} trained configuration {name}, not {config_name}; --resume takes "
                          "the run's own")
-    config = _run_config(label, name, run.params)
+    config = _run_config(label, name, run.settings)
     for key, value in (overrides or {}).items():
         if configs.parse_value(key, value) != getattr(config, key):
             raise ValueError(f"{label} has {key}={configs.format_value(getattr(config, key))}, not "
@@ -90,13 +85,12 @@ def plan(run_id: str, overrides: dict | None, folder: Path, *, data_dir=None,
     state = states.download_state(run_id, folder)
     if state is None:
         raise ValueError(f"{label} has no resumable state in its artifacts "
-                         f"({tags.RESUME_DIR}/): it cannot resume")
+                         "(resume/): it cannot resume")
     if state.settings != config.to_params():
         raise ValueError(f"{label}'s resumable state was saved with other settings than the run's")
     why = error or f"{run.status} without fmtrain.error (its command died under `mlflow run`)"
     point = states.ResumePoint(run_id, state, why, states.logged_epochs(run_id))
-    return ResumePlan(config, name, run.name, splits, point, run.tags.get(tags.PARENT_TAG),
-                      run.tags.get(tags.REGISTER_TAG))
+    return ResumePlan(config, name, run.name, splits, point, run.parent_id, run.labels.register_as)
 
 
 def child_point(run_id: str, config: TrainConfig, splits: data.Splits, folder: Path):
@@ -115,7 +109,7 @@ def lost_children(parent_id: str) -> dict[tuple[str, int], str]:
     left a state (``child_point``), and trains it anew otherwise."""
     from fmtrain.tracking import queries
 
-    latest = {(c.config, int(c.params.get("seed", -1))): c for c in queries.child_states(parent_id)}
+    latest = {(c.config, c.labels.seed): c for c in queries.children(parent_id)}
     return {key: c.run_id for key, c in latest.items() if c.status in ("KILLED", "FAILED")}
 
 
@@ -173,10 +167,7 @@ def _point_project_run(run_id: str) -> None:
     """Under ``mlflow run . -P resume=RUN_ID``, MLflow made a run of its own for the command: it
     says which run it resumed (the training goes on in that one)."""
     from fmtrain.tracking import logged
-    from fmtrain.tracking.names import DESCRIPTION_TAG, RESUMED_RUN_TAG
 
     project_run = os.environ.get("MLFLOW_RUN_ID")
     if project_run and project_run != run_id:
-        logged.log_batch(project_run, tags={RESUMED_RUN_TAG: run_id,
-                                            DESCRIPTION_TAG: f"Resumed run {run_id}; its training "
-                                                             "went on in that run."})
+        logged.point_to_resumed(project_run, run_id)

@@ -1,7 +1,7 @@
 """Several configurations as nested child runs of one parent run, then their comparison.
 
 Each child is made by ``workflows.train.train_run``, the function ``fmtrain train`` uses, so a
-child and a single run hold the same params, metrics and artifacts. An engine (``engines``)
+child and a single run hold the same params, metrics and artifacts. An engine (``execution.engine``)
 decides where the children train: one after another in this process (``--workers 1``), or
 several at once in Ray workers, locally or on a cluster; the parent stays in this process.
 """
@@ -9,16 +9,20 @@ several at once in Ray workers, locally or on a cluster; the parent stays in thi
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fmtrain.analysis import comparison, descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.errors import RunEnded, RunStopped, Stopped, one_line, signal_description
-from fmtrain.execution import engines, signals
+from fmtrain.execution import engine, signals
 from fmtrain.learning import backend, configs, data
-from fmtrain.workflows import compare, resume_run, retries, sweep_jobs
+from fmtrain.workflows import compare, resume_run, sweep_children
 from fmtrain.workflows.train import register_finished
+
+# How often a child whose Ray worker died is run again on a live worker (--max_retries).
+DEFAULT_MAX_RETRIES = 2
 
 
 @dataclass
@@ -55,10 +59,10 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
               register_best: str | None = None, verbose: int = 0, resume: str | None = None,
               seeds: str | None = None, parent_name: str = "sweep", workers: int | None = None,
               ray_address: str | None = None, share_epochs: bool | None = None,
-              max_retries: int = retries.DEFAULT_MAX_RETRIES, echo: Callable[[str], None] = print) -> SweepOutcome:
+              max_retries: int = DEFAULT_MAX_RETRIES, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Train each configuration of ``requested`` (``a,b,c`` or ``all``) with ``overrides`` and
     each seed of ``seeds`` (a count or a list, see configs.parse_seeds), each (configuration,
-    seed) as a child of one parent run, ``workers`` at a time (see engines.plan; with
+    seed) as a child of one parent run, ``workers`` at a time (see engine.plan; with
     ``ray_address``, on that Ray cluster).
 
     Settings that no configuration can take are refused before any run exists, and so is a
@@ -71,8 +75,8 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
     several seeds) trains each family of configurations once and replays its epochs for the
     others (``learning.trajectory``): the same runs, fewer fits.
     """
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import runs, store, ui
+    from fmtrain.tracking import monitoring, runs, store, ui
+    from fmtrain.tracking.records import Labels
 
     kept: dict[tuple[str, int], str] = {}
     lost: dict[tuple[str, int], str] = {}
@@ -94,7 +98,7 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         configs.resolve(names[0], typed)  # raises the first configuration's error
     pairs = [(name, seed) for name in names for seed in seed_list]
     to_train = [pair for pair in pairs if pair not in kept and takes[pair[0]]]
-    placement = engines.plan(workers, ray_address, len(to_train))
+    placement = engine.plan(workers, ray_address, len(to_train))
     store.check_cluster_store(placement.address)
     splits = data.load_splits(data_dir, typed.get("limit") or 0)
     store.open_store(experiment, experiment_id=experiment_id)
@@ -104,24 +108,26 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
         params["seeds"] = str(seeds).strip()
     share_epochs = len(seed_list) > 1 if share_epochs is None else share_epochs
     if not resume:
-        params["workers"] = str(workers or engines.default_workers())
+        params["workers"] = str(workers or engine.default_workers())
         params["share_epochs"] = configs.format_value(share_epochs)
         if placement.address:
             params["ray_address"] = placement.address
-    parent_tags = {tags.SWEEP_TAG: ",".join(names), tags.SEEDS_TAG: ",".join(map(str, seed_list))}
+    labels = Labels(sweep_configs=tuple(names), sweep_seeds=tuple(seed_list))
     started = descriptions.sweep_description(names, typed, "(The summary table comes when the sweep ends.)",
                                              None, seeds=seed_list)
-    with engines.start(placement, store.worker_environment()) as engine, signals.deferred(), \
-            runs.tracked_run(parent_name, params, tags=parent_tags, run_id=resume, description=started,
+    attempt = uuid.uuid4().hex[:12]  # this invocation's jobs' keys
+    with engine.start(placement, store.worker_environment(), setup=monitoring.name_node,
+                      max_retries=max_retries) as runner, signals.deferred(), \
+            runs.tracked_run(parent_name, params, labels=labels, run_id=resume, description=started,
                              system_metrics=typed.get("system_metrics", configs.DEFAULT.system_metrics)) \
             as parent_id:
-        jobs = [sweep_jobs.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
-                                  typed, kept.get((name, seed)), verbose,
-                                  resume_run_id=lost.get((name, seed)))
+        jobs = [sweep_children.ChildJob(index, name, seed, child_name(name, seed, seed_list), parent_id,
+                                        typed, f"{attempt}-{index}", kept.get((name, seed)), verbose,
+                                        resume_run_id=lost.get((name, seed)))
                 for index, (name, seed) in enumerate(pairs)]
-        if engine.parallel:
+        if runner.parallel:
             echo(f"training {len(to_train)} runs {placement.describe()}")
-        failures = _run_children(engine, jobs, splits, echo, share_epochs, max_retries)
+        failures = _run_children(runner, jobs, splits, echo, share_epochs)
         signals.check()  # a signal during the last child: the parent ends as it says
         rows, figure = compare.compare([parent_id])
         best = comparison.best_row(rows)
@@ -136,8 +142,9 @@ def run_sweep(requested: str | None, overrides: dict, *, data_dir=None, experime
             raise RunEnded(f"sweep {parent_id} finished, but its report failed: {one_line(error)}; "
                            f"rebuild it with `fmtrain report {parent_id}`", parent_id) from error
     if register_best and best:
-        result.registered_version = register_finished(best.run_id, register_best,
-                                                      alias=tags.CHAMPION_ALIAS)
+        from fmtrain.tracking.registry import CHAMPION_ALIAS
+
+        result.registered_version = register_finished(best.run_id, register_best, alias=CHAMPION_ALIAS)
     return result
 
 
@@ -150,21 +157,19 @@ def _takes(name: str, settings: dict) -> bool:
     return True
 
 
-def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
-                  echo: Callable[[str], None], share_epochs: bool = False,
-                  max_retries: int = retries.DEFAULT_MAX_RETRIES) -> list[str]:
-    """Each child of ``jobs`` on ``engine``, with a line as each one ends; returns the names of
-    those that failed.
+def _run_children(runner, jobs: list[sweep_children.ChildJob], splits: data.Splits,
+                  echo: Callable[[str], None], share_epochs: bool = False) -> list[str]:
+    """Each child of ``jobs`` on the ``runner`` engine, with a line as each one ends; returns the
+    names of those that failed.
 
     A parallel engine gets only the children that train; kept and refused ones are settled here
-    first. With ``share_epochs``, the children go in families (``sweep_jobs.families``). When a signal stops a parallel sweep, its tasks are cancelled and the children they
-    leave are ended as the signal says, and named in the RunStopped raised.
+    first. With ``share_epochs``, the children go in families (``sweep_children.families``). When a
+    signal stops a parallel sweep, its tasks are cancelled and the children they leave are ended
+    as the signal says, and named in the RunStopped raised.
     """
-    from fmtrain.tracking import queries
-
     failures: list[str] = []
 
-    def show(job: sweep_jobs.ChildJob, result: sweep_jobs.ChildResult) -> None:
+    def show(job: sweep_children.ChildJob, result: sweep_children.ChildResult) -> None:
         label = f"[{job.index + 1}/{len(jobs)}] {job.run_name}"
         if result.kept:
             echo(f"{label} ... kept (run {result.run_id} FINISHED)")
@@ -174,30 +179,25 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
         else:
             echo(f"{label} ... val_loss {result.final_val_loss:.3f}, {result.seconds:.0f} s")
 
-    sent = [job for job in jobs if job.trains] if engine.parallel or share_epochs else jobs
-    if engine.parallel:  # the longest first, so that no worker is left with a long run at the end
+    sent = [job for job in jobs if job.trains] if runner.parallel or share_epochs else jobs
+    if runner.parallel:  # the longest first, so that no worker is left with a long run at the end
         sent = sorted(sent, key=lambda job: -job.config().epochs)
     for job in jobs:
         if job not in sent:
-            show(job, sweep_jobs.run_child(job, splits))
-    groups = sweep_jobs.families(sent) if share_epochs else [[job] for job in sent]
+            show(job, sweep_children.run_child(job, splits))
+    groups = sweep_children.families(sent) if share_epochs else [[job] for job in sent]
     if len(groups) < len(sent):
         echo(f"shared epochs: {len(sent)} runs from {len(groups)} fits (each follower replays its "
              "leader's epochs)")
-    parent_id = jobs[0].parent_run_id if jobs else None
-    known = set(queries.child_run_ids(parent_id)) if engine.parallel and sent else set()
     try:
-        retry = retries.retrier(groups, known, max_retries, echo)
-        with contextlib.closing(engine.run(sweep_jobs.run_family, groups, splits,
-                                           [_group_name(group) for group in groups], retry)) as done:
+        with contextlib.closing(runner.run(sweep_children.run_family, groups, splits, _group_name)) as done:
             for outcome in done:
-                group = groups[outcome.index]
                 results = (outcome.value if outcome.error is None
-                           else sweep_jobs.record_family_lost(group, outcome.error, known))
-                for job, result in zip(group, results, strict=True):
+                           else [sweep_children.record_lost(job, outcome.error) for job in outcome.job])
+                for job, result in zip(outcome.job, results, strict=True):
                     show(job, result)
     except Stopped as stop:
-        ended = _end_stopped_children(parent_id, stop.signum, known) if engine.parallel else []
+        ended = _end_stopped_children(jobs, stop.signum) if runner.parallel else []
         if not ended:
             raise
         raise RunStopped(f"{', '.join(ended)} {signal_description(stop.signum)}", None,
@@ -205,32 +205,31 @@ def _run_children(engine, jobs: list[sweep_jobs.ChildJob], splits: data.Splits,
     return failures
 
 
-def _group_name(group: list[sweep_jobs.ChildJob]) -> str:
+def _group_name(group: list[sweep_children.ChildJob]) -> str:
     """A Ray task's name: its child's, or its leader's and how many follow it."""
     return group[0].run_name + (f"+{len(group) - 1}" if len(group) > 1 else "")
 
 
-def _end_stopped_children(parent_run_id: str, signum: int, known: set[str]) -> list[str]:
+def _end_stopped_children(jobs: list[sweep_children.ChildJob], signum: int) -> list[str]:
     """After ``signum`` stopped a parallel sweep and its tasks were cancelled, end as that signal
-    says the children this attempt started (not in ``known``) that are still RUNNING (their
-    workers were killed) or that the cancel ended (it is a Ctrl-C to a worker).
+    says the children of ``jobs`` still RUNNING (their workers were killed) or that the cancel
+    ended (it is a Ctrl-C to a worker).
 
     Returns ``run ID (name)`` for each. A store that cannot be reached ends the list early.
     """
     import signal
 
-    from fmtrain.tracking import abandoned, queries, runs
+    from fmtrain.tracking import lost_runs, queries
+    from fmtrain.tracking.records import Cause, Ending, status_for
 
-    cancelled = signal_description(signal.SIGINT)
+    keys = {job.key for job in jobs}
     ended: list[str] = []
     with contextlib.suppress(Exception):
-        for child in queries.child_states(parent_run_id):
-            if child.run_id in known:
-                continue
-            # A child the cancel ended (as a Ctrl-C) is told which signal it was.
-            if abandoned.end_left_open(child.run_id, runs.status_for(signum), signal_description(signum),
-                                       child.name, replacing=cancelled):
-                ended.append(f"run {child.run_id} ({child.name})")
+        mine = [child for child in queries.children(jobs[0].parent_run_id) if child.labels.job in keys]
+        # A child the cancel ended (as a Ctrl-C) is told which signal it was.
+        for child in lost_runs.settle(mine, status_for(signum), Ending(Cause.SIGNAL, signal_description(signum)),
+                                      replacing=signal_description(signal.SIGINT)):
+            ended.append(f"run {child.run_id} ({child.name})")
     return ended
 
 
@@ -240,9 +239,7 @@ def _resumable(parent_id: str, requested, overrides, echo):
     KILLED first."""
     import os
 
-    from fmtrain.tracking import abandoned, queries
-    from fmtrain.tracking import names as tags
-    from fmtrain.workflows.reap import DEFAULT_STALE_AFTER, find_stale, stale_reason
+    from fmtrain.tracking import lost_runs, queries
 
     if requested or overrides:
         raise ValueError("--resume takes the configurations and settings from the sweep's parent "
@@ -250,24 +247,21 @@ def _resumable(parent_id: str, requested, overrides, echo):
     if os.environ.get("MLFLOW_RUN_ID"):
         raise ValueError("--resume reopens a sweep's own parent run; run it with `fmtrain sweep`, "
                          "not under `mlflow run`")
-    parent = queries.run_state(parent_id)
-    if tags.SWEEP_TAG not in parent.tags:
-        raise ValueError(f"run {parent_id} is not a sweep's parent run (it has no "
-                         f"{tags.SWEEP_TAG} tag)")
-    if parent.status == "RUNNING" and not find_stale([parent], DEFAULT_STALE_AFTER):
+    parent = queries.run_record(parent_id)
+    if not parent.labels.is_sweep:
+        raise ValueError(f"run {parent_id} is not a sweep's parent run")
+    if parent.status == "RUNNING" and not lost_runs.stale([parent]):
         raise ValueError(f"sweep {parent_id} is still running (its heartbeat is recent); stop "
                          "it before resuming, or wait until it is stale")
-    states = queries.child_states(parent_id)
-    for child in states:  # its records are not all in the store yet: sync them first
-        if child.status == "RUNNING" and (folder := abandoned.unsynced_journal(child.run_id, child.tags)):
+    children = queries.children(parent_id)
+    for child in children:  # its records are not all in the store yet: sync them first
+        if child.status == "RUNNING" and (folder := lost_runs.unsynced_journal(child)):
             raise ValueError(f"run {child.run_id} ({child.name}) has records waiting in journal {folder}; "
                              f"run `fmtrain sync {child.run_id}` before resuming")
-    for stale in find_stale(states, 0):
-        abandoned.end_left_open(stale.run_id, "KILLED", stale_reason(stale.age), stale.name)
+    for stale in lost_runs.stale(children, 0):
+        lost_runs.settle([stale.record], "KILLED", lost_runs.process_lost(stale.age))
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
-    kept = {(child.config, int(child.params.get("seed", -1))): child.run_id
-            for child in states if child.status == "FINISHED"}
-    settings = parent.shared_settings
-    seeds = parent.tags.get(tags.SEEDS_TAG) or settings.get("seed")
+    kept = {(child.config, child.labels.seed): child.run_id for child in children if child.status == "FINISHED"}
+    seeds = ",".join(map(str, parent.labels.sweep_seeds)) or parent.shared_settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
-    return parent.tags[tags.SWEEP_TAG], settings, seeds, kept, parent.experiment_id
+    return ",".join(parent.labels.sweep_configs), parent.shared_settings, seeds, kept, parent.experiment_id

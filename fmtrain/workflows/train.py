@@ -7,6 +7,7 @@ does every child of a sweep, so a child differs from a single run only by its pa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from fmtrain.learning.configs import TrainConfig
 if TYPE_CHECKING:  # Keras is imported only once the backend is chosen
     from fmtrain.learning.training import TrainResult
     from fmtrain.learning.trajectory import Trajectory
+    from fmtrain.tracking.records import Labels
     from fmtrain.tracking.state_artifacts import ResumePoint
     from fmtrain.tracking.ui import UiLink
 
@@ -48,7 +50,7 @@ def run_params(name: str, config: TrainConfig, splits: data.Splits) -> dict[str,
 
 
 def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_as: str | None = None,
-              verbose: int = 0, parent_run_id: str | None = None, tags: dict | None = None,
+              verbose: int = 0, parent_run_id: str | None = None, labels: Labels | None = None,
               run_name: str | None = None, gates: list | None = None, record: Trajectory | None = None,
               following: tuple[str, Trajectory] | None = None, resume_from: ResumePoint | None = None,
               keep_state: bool = False) -> TrainOutcome:
@@ -56,8 +58,9 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
 
     With ``parent_run_id`` the run is a sweep's child, nested under that run, whether the parent
     is open in this process or in a sweep's driver (this process being a Ray worker).
-    ``gates`` are Keras callbacks that wait after each epoch, once it is logged and timed (a
-    search's trial waiting for its verdict). ``record`` keeps the epochs' logs and variables for
+    ``labels`` say what the run is (a sweep child's seed and job, a trial's search and number).
+    ``gates`` are Keras callbacks that run after each epoch, once it is logged and timed (a
+    search's trial reporting to its study and asking whether to stop). ``record`` keeps the epochs' logs and variables for
     followers; ``following`` (the leader's run id and its record) replays a leader's epochs
     instead of computing them again (``learning.trajectory``), and the run's tag
     ``fmtrain.epochs_from`` names the leader.
@@ -72,17 +75,17 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     from fmtrain.learning.resumption import Resumption
     from fmtrain.tracking import datasets, logged, runs
     from fmtrain.tracking import state_artifacts as states
-    from fmtrain.tracking.names import CONFIG_TAG, EPOCHS_FROM_TAG, REGISTER_TAG
+    from fmtrain.tracking.records import Labels
 
     requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
     settings = config.to_params()
-    tags = {CONFIG_TAG: name, **(tags or {}), **({EPOCHS_FROM_TAG: following[0]} if following else {}),
-            **({REGISTER_TAG: register_as} if register_as else {})}
+    labels = dataclasses.replace(labels or Labels(), config=name,
+                                 epochs_from=following[0] if following else None, register_as=register_as)
     # Once the run exists, a signal is acted on at safe points only: the end of a training step,
     # between two store writes (signals.check()).
     with signals.deferred(), \
             runs.tracked_run(run_name or name, run_params(name, config, splits),
-                             parent_run_id=parent_run_id, tags=tags,
+                             parent_run_id=parent_run_id, labels=labels,
                              description=descriptions.run_description(name, settings),
                              run_id=resume_from.run_id if resume_from else None,
                              system_metrics=config.system_metrics) as run_id:

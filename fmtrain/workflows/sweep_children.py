@@ -1,6 +1,12 @@
 """A sweep's children: the job an engine hands to a worker, the function the worker calls
-(``train_run`` under the parent, as ``fmtrain train`` trains a run) and what the sweep's driver
-records when a worker dies.
+(``train_run`` under the parent, as ``fmtrain train`` trains a run), and what the driver records
+when a job ends without a result.
+
+Each job is idempotent, so that Ray may run it again on a live worker when the worker running it
+dies (``--max_retries``): its runs carry the job's key, and an attempt finds what an earlier one
+left. A run that FINISHED is kept; a run left RUNNING (its worker died) ends KILLED and goes on
+in the same run from the state its last completed epoch left in the store
+(``workflows.resume_run``; its ``fmtrain.resumes`` tag says when, why and from which epoch).
 
 With shared epochs, the jobs go to the workers in families (``learning.trajectory``): a leader
 whose fit() computes the epochs, and followers, each its own run, that replay them.
@@ -21,6 +27,10 @@ from fmtrain.learning.trajectory import Trajectory, can_lead, family, follows
 from fmtrain.workflows import resume_run
 from fmtrain.workflows.train import train_run
 
+# Why a run an earlier attempt of its job left RUNNING ended: Ray runs a job again only once the
+# worker running it has died.
+EARLIER_WORKER_DIED = "WorkerDied: its Ray worker died; Ray ran its job again on a live worker"
+
 
 @dataclass(frozen=True)
 class ChildJob:
@@ -33,10 +43,10 @@ class ChildJob:
     run_name: str
     parent_run_id: str
     settings: dict  # the typed settings every child shares (configs.parse_value's)
-    kept_run_id: str | None = None  # a FINISHED child of an earlier attempt (--resume)
+    key: str  # the job's own: the label of the runs its attempts make
+    kept_run_id: str | None = None  # a FINISHED child of an earlier sweep attempt (--resume)
     verbose: int = 0
-    resume_run_id: str | None = None  # a lost child, continued from its state (workflows.resume)
-    attempt: int = 0  # retries after its worker died (--max_retries)
+    resume_run_id: str | None = None  # a child lost in an earlier sweep attempt, continued from its state
 
     def config(self) -> TrainConfig:
         """The child's configuration; ValueError when it cannot take the settings."""
@@ -96,29 +106,36 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
     """One child of a sweep: kept from an earlier attempt, FAILED for a configuration that cannot
     take the settings, or trained by ``train_run`` under the parent, in this process or in a Ray
     worker. A failure is returned, so that the sweep goes on; a signal's stop is raised.
-    ``record`` and ``following`` are ``train_run``'s (a family's leader and followers). A lost
-    child that left a state continues in its own run from it, on its own (``workflows.resume``)."""
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import runs
+    ``record`` and ``following`` are ``train_run``'s (a family's leader and followers). A child
+    that continues a lost run (its state) does so on its own, neither recording nor following."""
+    from fmtrain.tracking import lost_runs, queries, runs
+    from fmtrain.tracking.records import Cause, Ending, Labels
 
+    labels = Labels(config=job.name, seed=job.seed, job=job.key)
     if job.kept_run_id:
         return ChildResult(job.kept_run_id, kept=True)
-    seed_tag = {tags.SEED_TAG: str(job.seed)}
     try:
         config = job.config()
     except ValueError as error:
-        run_id = runs.failed_child(job.run_name, error, tags={tags.CONFIG_TAG: job.name, **seed_tag})
-        return ChildResult(run_id, error=str(error))
+        return ChildResult(runs.failed_child(job.run_name, error, labels), error=str(error))
+    lost = job.resume_run_id
+    earlier = queries.children(job.parent_run_id, job=job.key)
+    if earlier:  # this job ran before: its worker died, and Ray runs it again here
+        last = earlier[-1]
+        if last.status == "FINISHED":
+            return ChildResult(last.run_id, last.scores.final_val_loss, last.seconds)
+        lost_runs.settle([last], "KILLED", Ending(Cause.WORKER_DIED, EARLIER_WORKER_DIED))
+        lost = last.run_id
+        print(f"{job.run_name}: its worker died; Ray runs it again here, and run {lost} goes on from its "
+              "last completed epoch", flush=True)
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="fmtrain-resume-") as folder:
-            point = resume_run.child_point(job.resume_run_id, config, splits, Path(folder)) \
-                if job.resume_run_id else None
+            point = resume_run.child_point(lost, config, splits, Path(folder)) if lost else None
             if point is not None:  # its own epochs from its state: no leader's to follow or record
                 record, following = None, None
-            outcome = train_run(config, job.name, splits,
-                                parent_run_id=job.parent_run_id, verbose=job.verbose,
-                                run_name=job.run_name, tags=seed_tag, record=record, following=following,
+            outcome = train_run(config, job.name, splits, parent_run_id=job.parent_run_id, verbose=job.verbose,
+                                run_name=job.run_name, labels=labels, record=record, following=following,
                                 resume_from=point)
     except (ValueError, RunFailed) as error:  # the child is FAILED; the sweep goes on
         return ChildResult(getattr(error, "run_id", None), error=str(error),
@@ -127,45 +144,21 @@ def run_child(job: ChildJob, splits: data.Splits, record: Trajectory | None = No
                        time.perf_counter() - start)
 
 
-def own_runs(job: ChildJob, known: set[str]) -> list:
-    """The runs of ``job``'s (configuration, seed) under its parent that this attempt made or
-    continued (not in ``known``, the children there before, unless it resumes one), oldest first
-    (``tracking.queries.RunState``)."""
-    from fmtrain.tracking import names as tags
-    from fmtrain.tracking import queries
+def record_lost(job: ChildJob, error: BaseException) -> ChildResult:
+    """A child whose job ended without a result: its worker died and Ray's retries are spent, or
+    the job itself raised. A run that FINISHED meanwhile is kept; one left RUNNING ends FAILED with
+    the reason; a child that never got a run gets a FAILED one, so that the table shows it."""
+    from fmtrain.tracking import lost_runs, queries, runs
+    from fmtrain.tracking.records import Labels, describe_error, ending_for
 
-    return [child for child in queries.child_states(job.parent_run_id)
-            if (child.run_id not in known or child.run_id == job.resume_run_id) and child.config == job.name
-            and child.tags.get(tags.SEED_TAG) == str(job.seed)]
-
-
-def record_lost(job: ChildJob, error: BaseException, known: set[str]) -> ChildResult:
-    """A child whose task ended without a result: its worker died (killed, out of memory) or it
-    raised. Its run, if still RUNNING, ends KILLED (FAILED for an error) with the reason; a child
-    that never got a run gets a FAILED one, so that the table shows it."""
-    from fmtrain.tracking import abandoned, runs
-    from fmtrain.tracking import names as tags
-
-    mine = own_runs(job, known)
-    reason = runs.describe_error(error)
+    mine = queries.children(job.parent_run_id, job=job.key)
+    if mine and mine[-1].status == "FINISHED":
+        return ChildResult(mine[-1].run_id, kept=True)
     if not mine:
-        run_id = runs.failed_child(job.run_name, error, tags={tags.CONFIG_TAG: job.name,
-                                                              tags.SEED_TAG: str(job.seed)})
+        run_id = runs.failed_child(job.run_name, error, Labels(config=job.name, seed=job.seed, job=job.key))
     else:
         run_id = mine[-1].run_id
-        abandoned.end_left_open(run_id, "KILLED" if isinstance(error, WorkerDied) else "FAILED", reason,
-                                job.run_name)
+        lost_runs.settle([mine[-1]], *ending_for(error))
     how = "killed" if isinstance(error, WorkerDied) else "failed"
-    text = str(error) if isinstance(error, RunEnded) else f"run {run_id} ({job.run_name}) {how}: {reason}"
+    text = str(error) if isinstance(error, RunEnded) else f"run {run_id} ({job.run_name}) {how}: {describe_error(error)}"
     return ChildResult(run_id, error=text)
-
-
-def record_family_lost(group: list[ChildJob], error: BaseException, known: set[str]) -> list[ChildResult]:
-    """A group whose task ended without a result: its members that FINISHED before are kept,
-    the others recorded as ``record_lost`` records a child."""
-    results = []
-    for job in group:
-        mine = own_runs(job, known)
-        results.append(ChildResult(mine[-1].run_id, kept=True) if mine and mine[-1].status == "FINISHED"
-                       else record_lost(job, error, known))
-    return results

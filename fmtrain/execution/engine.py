@@ -1,4 +1,5 @@
-"""Where a sweep's runs execute: one after another in this process, or as Ray tasks.
+"""Where jobs run (a sweep's children, a search's trials): one after another in this process,
+or as Ray tasks.
 
 An engine is handed a function and the jobs to call it with, and yields each job's outcome as
 the job completes. It knows nothing of MLflow: the workflow passes the function (the one that
@@ -7,7 +8,7 @@ makes a training run) and the environment its workers need.
 ``--workers 1`` calls the function in this process, job after job, as a sequential sweep always
 has. More workers run the jobs as Ray tasks, at most that many at once, each in a worker process
 of its own: on a local Ray instance started for the sweep, or on the Ray cluster at
-``--ray-address`` (or ``$RAY_ADDRESS``). Ray is an optional extra: ``pip install '.[ray]' in fmtrain's checkout``.
+``--ray-address`` (or ``$RAY_ADDRESS``). Ray is an optional extra: ``pip install '.[ray]'`` in fmtrain's checkout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,12 @@ CANCEL_GRACE_SECONDS = 60.0
 
 @dataclass
 class Outcome:
-    """A job that completed: its position among the jobs and what the function returned, or the
-    error that ended it (the function's own, or WorkerDied when its worker process or node died)."""
+    """A job that completed: its position among the jobs, the job, and what the function returned
+    or the error that ended it (the function's own, or WorkerDied when its worker process or node
+    died, Ray's retries spent)."""
 
     index: int
+    job: object
     value: object = None
     error: BaseException | None = None
 
@@ -48,11 +51,10 @@ class Placement:
     workers: int
     address: str | None
     threads: int
-    on_ray: bool = False  # Ray even for one worker (a search's trials run on Ray Tune)
 
     @property
     def in_process(self) -> bool:
-        return self.workers == 1 and self.address is None and not self.on_ray
+        return self.workers == 1 and self.address is None
 
     def describe(self) -> str:
         if self.in_process:
@@ -71,45 +73,40 @@ def default_workers() -> int:
     return DEFAULT_WORKERS if ray_installed() else 1
 
 
-def plan(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
+def plan(workers: int | None, ray_address: str | None, jobs: int, *, option: str = "--workers",
+         what: str = "children") -> Placement:
     """Decide where ``jobs`` jobs run.
 
     Args:
-        workers: how many at once (``--workers``), or None for ``default_workers()``.
+        workers: how many at once (``--workers``, a search's ``--max-concurrent``: ``option``),
+            or None for ``default_workers()``.
         ray_address: a Ray cluster (``--ray-address``), or None: ``$RAY_ADDRESS`` when more
             than one worker is wanted, else this machine.
         jobs: how many jobs there are; more workers than jobs would idle.
+        what: what the jobs train, for the messages (``children``, ``trials``).
 
     Raises ValueError for a combination that cannot work, before anything starts.
     """
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ValueError(f"{option.lstrip('-')} must be at least 1, got {workers}")
     if workers == 1 and ray_address:
-        raise ValueError("--ray_address runs the children on a Ray cluster, which needs --workers 2 "
-                         "or more (--workers 1 trains them one after another in this process)")
+        raise ValueError(f"--ray_address runs the {what} on a Ray cluster, which needs {option} 2 "
+                         f"or more ({option} 1 trains them one after another in this process)")
     wanted = default_workers() if workers is None else workers
     placement = _placed(max(1, min(wanted, jobs)),
                         ray_address or (os.environ.get("RAY_ADDRESS") if wanted > 1 else None))
     if not placement.in_process and not ray_installed():
-        raise ValueError(f"--workers {wanted} trains the children in Ray workers, and Ray is not "
-                         "installed; install it with `pip install '.[ray]' in fmtrain's checkout`, or use --workers 1")
+        raise ValueError(f"{option} {wanted} trains the {what} in Ray workers, and Ray is not "
+                         "installed; install it with `pip install '.[ray]'` in fmtrain's checkout, "
+                         f"or use {option} 1")
     return placement
 
 
-def plan_on_ray(workers: int | None, ray_address: str | None, jobs: int) -> Placement:
-    """As ``plan``, for jobs that always run on Ray (a search's trials), one at a time included;
-    the caller has checked that Ray is installed."""
-    if workers is not None and workers < 1:
-        raise ValueError(f"max_concurrent must be at least 1, got {workers}")
-    return _placed(max(1, min(workers or default_workers(), jobs)),
-                   ray_address or os.environ.get("RAY_ADDRESS"), on_ray=True)
-
-
-def _placed(count: int, address: str | None, on_ray: bool = False) -> Placement:
+def _placed(count: int, address: str | None) -> Placement:
     address = None if address in (None, "", "local") else address  # "local": Ray's "start one here"
     # A task on a cluster asks for one CPU and uses one thread; on this machine the cores are
     # shared out, so that N workers never run more threads than there are cores.
-    return Placement(count, address, 1 if address else max(1, cores() // count), on_ray)
+    return Placement(count, address, 1 if address else max(1, cores() // count))
 
 
 def cores() -> int:
@@ -141,80 +138,96 @@ def thread_environment(threads: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start(placement: Placement, env: dict[str, str] | None = None):
-    """The engine for ``placement``, open for the block; ``env`` is what each worker needs."""
+def start(placement: Placement, env: dict[str, str] | None = None, *, setup: Callable[[], None] | None = None,
+          max_retries: int = 0):
+    """The engine for ``placement``, open for the block.
+
+    ``env`` is what each worker needs in its environment, ``setup`` a function each worker calls
+    before its job (the caller's own: this layer knows nothing of what a job records), and
+    ``max_retries`` how often Ray runs a job again on a live worker when the worker running it
+    dies (its process killed, out of memory, its node lost); a job that raises is not run again.
+    """
     if placement.in_process:
         yield InProcess()
         return
-    engine = RayEngine(placement, env or {})
+    engine = RayEngine(placement, env or {}, setup, max_retries)
     try:
         yield engine
     finally:
         engine.close()
 
 
+_END = object()
+
+
 class InProcess:
-    """Each job in this process, in order: a sequential sweep."""
+    """Each job in this process, in order, one after the other."""
 
     parallel = False
 
-    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None,
-            retry: Callable | None = None) -> Iterator[Outcome]:
+    def run(self, function: Callable, jobs: Iterable, shared, label: Callable | None = None) -> Iterator[Outcome]:
+        """``function(job, shared)`` for each job, taken from ``jobs`` only once the one before
+        it has been handed over (a search's next trial follows the outcome of the last)."""
         for index, job in enumerate(jobs):
-            yield Outcome(index, function(job, shared))
+            yield Outcome(index, job, function(job, shared))
 
 
 class RayEngine:
-    """Each job as a Ray task in a worker process of its own, at most ``workers`` at once."""
+    """Each job as a Ray task in a worker process of its own, at most ``workers`` at once; a task
+    whose worker dies is run again by Ray (``max_retries``), on whichever live worker it gives."""
 
     parallel = True
 
-    def __init__(self, placement: Placement, env: dict[str, str]):
+    def __init__(self, placement: Placement, env: dict[str, str], setup: Callable[[], None] | None,
+                 max_retries: int):
         self.ray, self.placement = raystart.connect(placement), placement
         self.env = {**env, **thread_environment(placement.threads)}
+        self.setup, self.max_retries = setup, max_retries
 
-    def run(self, function: Callable, jobs: list, shared, names: list[str] | None = None,
-            retry: Callable | None = None) -> Iterator[Outcome]:
+    def run(self, function: Callable, jobs: Iterable, shared, label: Callable | None = None) -> Iterator[Outcome]:
         """Submit the jobs, at most ``workers`` at a time, and yield each outcome as it completes.
-
-        When a job's worker died, ``retry(index, error)`` may return a job to submit in its place
-        (on whichever live worker Ray gives it); None yields the outcome, WorkerDied.
+        A job is taken from ``jobs`` when a worker is free for it, after the outcomes that
+        completed before were handed over; ``label(job)`` names its task (Ray prefixes the
+        task's lines with it).
 
         A signal (SIGINT, SIGTERM, SIGHUP) is raised as Stopped once Ray's wait returns: raised
         from a handler inside Ray's native wait, it would break Ray. When the consumer stops (a
-        signal, an error, or closing the generator), the tasks still running or waiting are
-        cancelled before this returns.
+        signal, an error, or closing the generator), the tasks still running are cancelled
+        before this returns.
         """
         ray = self.ray
         task = ray.remote(_in_worker)
-        options = dict(num_cpus=self.placement.threads, max_retries=0,
+        # Ray runs a task again only when its worker died, never when the function raised.
+        options = dict(num_cpus=self.placement.threads, max_retries=self.max_retries, retry_exceptions=False,
                        runtime_env={"env_vars": self.env})
         shared_ref = ray.put(shared)
-        waiting = list(enumerate(jobs))
+        source = iter(jobs)
         running: dict = {}
         cores_of: dict = {}  # each running task's cores (on this machine), free again when it ends
         received: list[int] = []
+        count, exhausted = 0, False
         with signals.recorded(received):
             try:
-                while waiting or running:
-                    while waiting and len(running) < self.placement.workers:
-                        index, job = waiting.pop(0)
-                        name = names[index] if names else f"job-{index}"
+                while True:
+                    while not exhausted and len(running) < self.placement.workers:
+                        job = next(source, _END)
+                        if job is _END:
+                            exhausted = True
+                            break
                         pinned = self._free_cores(cores_of.values())
-                        ref = task.options(name=name, **options).remote(function, job, shared_ref, pinned)
-                        running[ref], cores_of[ref] = index, pinned
+                        name = label(job) if label else f"job-{count}"
+                        ref = task.options(name=name, **options).remote(function, job, shared_ref, pinned, self.setup)
+                        running[ref], cores_of[ref] = (count, job), pinned
+                        count += 1
+                    if not running:
+                        break
                     done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
                     if received:
                         raise Stopped(received[0])
                     for ref in done:
                         cores_of.pop(ref, None)
-                        outcome = self._outcome(running.pop(ref), ref)
-                        again = (retry(outcome.index, outcome.error)
-                                 if retry is not None and isinstance(outcome.error, WorkerDied) else None)
-                        if again is None:
-                            yield outcome
-                        else:
-                            waiting.insert(0, (outcome.index, again))
+                        index, job = running.pop(ref)
+                        yield self._outcome(index, job, ref)
                 if received:  # during the consumer's work on the last outcome
                     raise Stopped(received[0])
             finally:
@@ -231,16 +244,18 @@ class RayEngine:
         free = [core for core in sorted(os.sched_getaffinity(0)) if core not in held]
         return tuple(free[:self.placement.threads]) or None
 
-    def _outcome(self, index: int, ref) -> Outcome:
+    def _outcome(self, index: int, job, ref) -> Outcome:
         exceptions = self.ray.exceptions
         try:
-            return Outcome(index, self.ray.get(ref))
+            return Outcome(index, job, self.ray.get(ref))
         except exceptions.RayTaskError as error:  # the function raised: its own error
             cause = getattr(error, "cause", None)
-            return Outcome(index, error=cause if isinstance(cause, BaseException) else WorkerDied(one_line(error)))
+            return Outcome(index, job, error=cause if isinstance(cause, BaseException) else WorkerDied(one_line(error)))
         except exceptions.RayError as error:  # the worker died (killed, out of memory) or its node
             what = "node" if isinstance(error, exceptions.NodeDiedError) else "worker process"
-            return Outcome(index, error=WorkerDied(f"its Ray {what} died: {one_line(error)}"))
+            tries = (f" ({self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'} spent)"
+                     if self.max_retries else "")
+            return Outcome(index, job, error=WorkerDied(f"its Ray {what} died{tries}: {one_line(error)}"))
 
     def _cancel(self, refs: list, received: list[int]) -> None:
         """Cancel the tasks of ``refs``. Each running task gets what a Ctrl-C is to its worker:
@@ -264,16 +279,18 @@ class RayEngine:
         self.ray.shutdown()
 
 
-def _in_worker(function: Callable, job, shared, pinned: tuple[int, ...] | None = None):
+def _in_worker(function: Callable, job, shared, pinned: tuple[int, ...] | None = None,
+               setup: Callable[[], None] | None = None):
     """A Ray task: the workflow's function, with signals handled as by the command line, so that a
     cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run.
 
     ``pinned``: the cores this worker process keeps to while the task runs. XLA's and
     TensorFlow's idle threads spin on every core they may use: two unpinned workers on two cores
     train an epoch about three times slower than two pinned ones (docs/benchmark.md).
+    ``setup``: the workflow's own preparation of the worker (naming its node in its records).
     """
-    from fmtrain.tracking import monitoring  # the runs' system metrics name the worker's node
-    monitoring.name_node()
+    if setup is not None:
+        setup()
     if pinned:
         pin(pinned)
     with signals.signals_handled():
