@@ -90,3 +90,19 @@ def test_no_module_name_shadows_the_standard_library():
     shadows = [str(path.relative_to(PROJECT)) for path in PACKAGE.rglob("*.py")
                if path.stem in sys.stdlib_module_names]
     assert shadows == []
+
+
+def test_every_module_name_is_used_once_in_the_package():
+    from collections import Counter
+
+    counts = Counter(path.name for path in PACKAGE.rglob("*.py") if path.name != "__init__.py")
+    assert {name: count for name, count in counts.items() if count > 1} == {}
+
+
+def test_tag_and_param_names_are_read_only_inside_the_tracking_layer():
+    """Nothing above tracking/ reads a tag or param by its key: it reads typed records."""
+    users = [str(path.relative_to(PROJECT)) for path in PACKAGE.rglob("*.py")
+             if "tracking" not in path.relative_to(PACKAGE).parts
+             and any(name == "fmtrain.tracking.names" or name.startswith("fmtrain.tracking.names.")
+                     for _, names in _imported_modules(path) for name in names)]
+    assert users == []

@@ -184,22 +184,25 @@ def test_a_tracking_server_restarted_during_training_is_ridden_out(tracking_serv
 # A store gone for good: tests/test_record.py (exit 1 naming the run and its journal, then sync).
 
 
-def test_a_store_that_refuses_the_error_tag_keeps_the_original_error(store, tiny_data_dir, monkeypatch, capsys):
+def test_a_store_that_refuses_the_error_tag_keeps_the_original_error_patched_mlflow_client(store, tiny_data_dir,
+                                                                                          monkeypatch, capsys):
+    """Patches MlflowClient.log_batch to refuse the write of the run's error, and fmtrain's
+    save_and_check to fail: a store that refuses one write but not others cannot be made for real."""
     from fmtrain.cli.app import main
     from fmtrain.learning import training
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while saving")
 
-    real_set_tag = MlflowClient.set_tag
+    real_log_batch = MlflowClient.log_batch
 
-    def refusing(self, run_id, key, value, *args, **kwargs):
-        if key == "fmtrain.error":
+    def refusing(self, run_id, metrics=(), params=(), tags=(), *args, **kwargs):
+        if any(tag.key == "fmtrain.error" for tag in tags or ()):
             raise mlflow.exceptions.MlflowException("store refused the tag")
-        return real_set_tag(self, run_id, key, value, *args, **kwargs)
+        return real_log_batch(self, run_id, metrics, params, tags, *args, **kwargs)
 
     monkeypatch.setattr(training, "save_and_check", broken)
-    monkeypatch.setattr(MlflowClient, "set_tag", refusing)
+    monkeypatch.setattr(MlflowClient, "log_batch", refusing)
     assert main(["train", "--data_dir", str(tiny_data_dir), "--epochs", "1", "--quiet"]) == 1
     (run,) = all_runs()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (

@@ -60,7 +60,7 @@ def _copy_run(uri: str, run_id: str, count: int) -> list[str]:
             name = f"adam/seed-{number}"
             new_runs.append({**run, "run_uuid": new_id, "name": name, "start_time": run["start_time"] + number,
                              "artifact_uri": run["artifact_uri"].replace(run_id, new_id)})
-            values = {"mlflow.runName": name}
+            values = {"mlflow.runName": name, "fmtrain.seed": str(number)}
             if number > count - LAST_PAGE:
                 values["fmtrain.heartbeat"] = str(time.time() - 7200)
             new_tags += [{**tag, "run_uuid": new_id, "value": values.get(tag["key"], tag["value"])}

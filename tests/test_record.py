@@ -239,7 +239,7 @@ def _two_trials_train(job, epoch):
 
     training = set()
     while len(training) < 2:  # two trials are in fit(), each in its own worker
-        training.add(re.search(rf"\(\w+ pid=(\d+)\) Epoch {epoch}/100", job.expect(f") Epoch {epoch}/100")).group(1))
+        training.add(re.search(rf"\(\S+ pid=(\d+)\) Epoch {epoch}/100", job.expect(f") Epoch {epoch}/100")).group(1))
 
 
 def _search_stopped(job, store, signalled):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fmtrain.analysis import intervals
-from fmtrain.tracking.queries import RunRecord
+from fmtrain.tracking.records import Labels, RunRecord
 from fmtrain.workflows import report
 
 
@@ -58,11 +58,12 @@ def test_paired_uses_only_the_seeds_both_have():
 
 
 def _record(config, seed, final, loss_last, best, epochs):
-    return RunRecord(name=config, run_id=f"{config}-{seed}", status="FINISHED", error="",
-                     params={"seed": str(seed)},
+    return RunRecord(run_id=f"{config}-{seed}", name=f"{config}/seed-{seed}", experiment_id="1", status="FINISHED",
+                     started=0.0, seconds=1.0, last_sign_of_life=0.0, labels=Labels(config=config, seed=seed),
+                     parent_id="parent", ending=None, settings={"seed": str(seed)}, params={"seed": str(seed)},
                      metrics={"final_val_loss": final, "final_val_accuracy": 1 - final,
                               "best_epoch": best, "stopped_epoch": epochs - 1, "epochs_run": epochs},
-                     seconds=1.0, curves={"loss": [0.6, loss_last], "val_loss": [0.5, final]})
+                     curves={"loss": [0.6, loss_last], "val_loss": [0.5, final]})
 
 
 def test_the_report_answers_the_chapters_questions():

@@ -83,7 +83,7 @@ def test_a_failing_configuration_fails_alone(store, real_data_dir, capsys):
     parent, (failed, adam) = by_parent(all_runs())
     assert failed.info.status == "FAILED" and "needs validation=true" in failed.data.tags["fmtrain.error"]
     assert adam.info.status == "FINISHED" and parent.info.status == "FINISHED"
-    assert "| rmsprop-5 | - | FAILED: ValueError: early stopping" in captured.out
+    assert "| rmsprop-5 | 42 | FAILED: ValueError: early stopping" in captured.out
     assert parent.data.tags["fmtrain.best_config"] == "adam"
 
 

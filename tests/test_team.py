@@ -281,7 +281,8 @@ def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(t
             if int(worker) in node_processes(team, "ray-node"):
                 break
         node = kill_node(team, "ray-node")
-        job.expect(f"{name}: worker died (its Ray node died: ")  # as Ray reports it
+        # Ray runs the child's job again on a live worker, which says so.
+        job.expect(f"{name}: its worker died; Ray runs it again here")
         while True:  # the child's next line from a worker of the head node, alive and training it
             again = WORKER_LINE.search(job.expect(f"({name} pid="))
             if again and int(again.group(2)) not in node:
@@ -293,8 +294,8 @@ def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(t
             os.killpg(job.popen.pid, signal.SIGKILL)
         restarted = shell(RAY_NODE, team, cwd=PROJECT, timeout=300)  # for whatever test runs after
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-    retry = [line for line in job.lines if line.startswith(f"{name}: worker died")]
-    assert len(retry) == 1 and retry[0].endswith("retry 1 of 2, from the last completed epoch"), retry
+    retry = [line for line in job.lines if f" {name}: its worker died; Ray runs it again here" in line]
+    assert len(retry) == 1, retry
     assert sorted(os.listdir(tmp_path)) == []  # no shared disk: the state went through the server
 
     runs = alice.search_runs([alice.get_experiment_by_name("twonode").experiment_id])

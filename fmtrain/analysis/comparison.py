@@ -47,10 +47,9 @@ def summary_rows(records) -> list[SummaryRow]:
     for record in records:
         scores, settings = record.scores, record.settings
         val_losses = record.curves.get("val_loss") or []
-        seed = record.labels.seed if record.labels.seed is not None else settings.get("seed")
         rows.append(SummaryRow(
             config=record.config,
-            seed=None if seed is None else str(seed),
+            seed=None if record.seed is None else str(record.seed),
             status=record.status if not record.error else f"{record.status}: {record.error}",
             optimizer=settings.get("optimizer"),
             dropout_rate=settings.get("dropout_rate"),

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 
+from fmtrain import internals
 from fmtrain.errors import Stopped, one_line
 from fmtrain.execution import signals
 
@@ -21,14 +22,12 @@ def ray_environment(local: bool = True) -> None:
     epochs), without colour codes, not "[repeated 2x across cluster]"; no usage report leaving
     the machine; and for a local instance, Ray's default token authentication without its
     notice (a Ray imported before the variable is set would not send the token), and no idle
-    workers started with the instance (``RAY_prestart_worker_first_driver``, read by the raylet
-    this process starts): fmtrain's tasks carry a runtime environment of their own, so Ray starts
-    their workers anyway, and each idle one would only cost a Python start-up."""
+    workers started with the instance (``internals.ray_idle_workers_not_prestarted``)."""
     for name in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX", "RAY_USAGE_STATS_ENABLED"):
         os.environ.setdefault(name, "0")
     if local:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+        internals.ray_idle_workers_not_prestarted()
 
 
 def connect(placement, env: dict[str, str] | None = None):

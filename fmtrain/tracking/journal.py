@@ -119,6 +119,10 @@ class Journal:
                 self._mark(index + 1)
         return True
 
+    def tried(self) -> None:
+        """The store was just tried, and did not answer: the next try waits probe_seconds()."""
+        self._last_try = time.monotonic()
+
     def due(self) -> bool:
         return time.monotonic() - self._last_try >= probe_seconds()
 
@@ -158,7 +162,7 @@ def write(run_id: str, entry: dict, files: dict[str, Path] | None = None) -> Non
     except Exception as error:
         if journal is None or not is_outage(error):
             raise
-        journal._last_try = time.monotonic()
+        journal.tried()
         _keep(journal, entry, files)
 
 

@@ -166,6 +166,12 @@ class RunRecord:
         return self.labels.config or self.name
 
     @property
+    def seed(self) -> int | None:
+        """The seed it trained with (its param), else the seed its sweep gave it (its label)."""
+        value = self.settings.get("seed")
+        return int(value) if value is not None and value.isdigit() else self.labels.seed
+
+    @property
     def error(self) -> str:
         return self.ending.reason if self.ending else ""
 

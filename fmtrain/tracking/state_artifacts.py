@@ -72,11 +72,11 @@ def _environment(**values):
 
 def remove_state(run_id: str) -> None:
     """Delete the run's ``resume/`` artifacts (a run that ended FINISHED needs them no more)."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from fmtrain.tracking.mlflow_internals import delete_artifacts
 
     uri = MlflowClient().get_run(run_id).info.artifact_uri
     with store.fail_fast(), contextlib.suppress(FileNotFoundError):
-        get_artifact_repository(uri).delete_artifacts(RESUME_DIR)
+        delete_artifacts(uri, RESUME_DIR)
 
 
 def data_digests(run_id: str) -> dict[str, str]:

@@ -62,6 +62,21 @@ def abandon(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
+def ask(study: optuna.Study, distributions: dict):
+    """The study's next trial, its settings written to the storage before it goes anywhere."""
+    trial = study.ask(distributions)
+    written(trial)
+    return trial
+
+
+def written(trial) -> None:
+    """Send what the trial's storage holds back, for a storage that batches its writes (MLflow's
+    sends them from a thread of the process that made it, none in a process that unpickled it)."""
+    flush = getattr(trial.storage, "flush_all_batches", None)
+    if flush is not None:
+        flush()
+
+
 def tell(study: optuna.Study, trial, value: float | None, stopped_by: str = "", failed: bool = False) -> None:
     """Tell the study how a trial ended: its final val_loss, pruned, or failed."""
     if failed or value is None:
@@ -88,7 +103,8 @@ def epoch_reporter(trial, deadline: float | None, stopped: Callable[[str, int], 
             # The step is the epochs trained, so a trial continued after its worker died is judged
             # at the same rungs as one never interrupted.
             trial.report(float(value), epoch + 1)
-            prune = trial.should_prune()  # also sends the report: the storage writes it then
+            written(trial)
+            prune = trial.should_prune()
             last = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", epoch + 2)
             if last:
                 return

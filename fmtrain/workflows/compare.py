@@ -19,13 +19,13 @@ def compare(run_ids: list[str]) -> tuple[list[SummaryRow], object]:
     from fmtrain.tracking import queries
 
     if len(run_ids) == 1 and (children := queries.children(run_ids[0])):
-        latest = {(c.config, c.labels.seed): c for c in children}  # oldest first: last wins
+        latest = {(c.config, c.seed): c for c in children}  # oldest first: last wins
         parent = queries.run_record(run_ids[0]).labels
         rank = {name: i for i, name in enumerate(parent.sweep_configs)}
         seed_rank = {seed: i for i, seed in enumerate(parent.sweep_seeds)}
         records = queries.with_curves(sorted(
             latest.values(), key=lambda c: (rank.get(c.config, len(rank)),
-                                            seed_rank.get(c.labels.seed, len(seed_rank)), c.started)))
+                                            seed_rank.get(c.seed, len(seed_rank)), c.started)))
     else:
         records = queries.fetch_records(run_ids)
     return comparison.summary_rows(records), comparison.figure(records)

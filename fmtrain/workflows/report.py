@@ -98,8 +98,7 @@ def build(parent_run_id: str) -> ChapterReport:
         record.metrics = dict(record.metrics)
         if record.run_id in tests:
             record.metrics["test_accuracy"] = tests[record.run_id]
-        seed = record.labels.seed if record.labels.seed is not None else int(record.settings.get("seed", 0))
-        by_config[record.config][seed] = record
+        by_config[record.config][record.seed or 0] = record
     # The sweep's order (the chapter's), whichever child started first.
     order = list(parent.labels.sweep_configs)
     rank = {name: order.index(name) if name in order else len(order) for name in by_config}

@@ -109,7 +109,7 @@ def lost_children(parent_id: str) -> dict[tuple[str, int], str]:
     left a state (``child_point``), and trains it anew otherwise."""
     from fmtrain.tracking import queries
 
-    latest = {(c.config, c.labels.seed): c for c in queries.children(parent_id)}
+    latest = {(c.config, c.seed): c for c in queries.children(parent_id)}
     return {key: c.run_id for key, c in latest.items() if c.status in ("KILLED", "FAILED")}
 
 

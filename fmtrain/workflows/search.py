@@ -155,7 +155,7 @@ def _jobs(study, base, config_name: str, parent_id: str, distributions: dict, co
     for index in range(count):
         if deadline is not None and time.time() >= deadline:
             return
-        trial = study.ask(distributions)
+        trial = studies.ask(study, distributions)
         yield TrialJob(base, config_name, parent_id, trial.number, dict(trial.params), trial,
                        f"{attempt}-{index}", deadline, verbose)
 

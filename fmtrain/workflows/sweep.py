@@ -261,7 +261,7 @@ def _resumable(parent_id: str, requested, overrides, echo):
     for stale in lost_runs.stale(children, 0):
         lost_runs.settle([stale.record], "KILLED", lost_runs.process_lost(stale.age))
         echo(f"ended run {stale.run_id} ({stale.name}) KILLED: its process is gone")
-    kept = {(child.config, child.labels.seed): child.run_id for child in children if child.status == "FINISHED"}
+    kept = {(child.config, child.seed): child.run_id for child in children if child.status == "FINISHED"}
     seeds = ",".join(map(str, parent.labels.sweep_seeds)) or parent.shared_settings.get("seed")
     seeds = f"{seeds}," if seeds and "," not in seeds else seeds  # one seed is a list of one
     return ",".join(parent.labels.sweep_configs), parent.shared_settings, seeds, kept, parent.experiment_id
