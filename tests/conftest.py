@@ -422,10 +422,27 @@ def model_server(registered_model):
 NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
+class ServerHandle(tuple):
+    """(URI, start, stop) of a test's server, which also pauses (SIGSTOP: it accepts connections
+    and never answers) and goes on (SIGCONT)."""
+
+    def __new__(cls, uri, start, stop, group):
+        handle = super().__new__(cls, (uri, start, stop))
+        handle.group = group
+        return handle
+
+    def pause(self) -> None:
+        os.killpg(self.group(), __import__("signal").SIGSTOP)
+
+    def go_on(self) -> None:
+        os.killpg(self.group(), __import__("signal").SIGCONT)
+
+
 def restartable_server(tmp_path: Path, stop_signal: int):
     """A real `mlflow server` on loopback with proxied artifacts, for a fixture to yield from:
-    yields (its URI, start, stop); ``stop`` sends ``stop_signal`` to its process group and
-    ``start`` starts it again on the same database and port."""
+    yields (its URI, start, stop) (a ServerHandle); ``stop`` sends ``stop_signal`` to its process
+    group and ``start`` starts it again on the same database and port. Its teardown lets a
+    paused server go on, then kills it."""
     import signal
     import subprocess
 
@@ -448,10 +465,12 @@ def restartable_server(tmp_path: Path, stop_signal: int):
         servers[-1].wait(timeout=60)
 
     start()
-    yield f"http://127.0.0.1:{port}", start, stop
+    yield ServerHandle(f"http://127.0.0.1:{port}", start, stop, lambda: servers[-1].pid)
     for server in servers:
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGCONT)
+                os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=60)
 
 

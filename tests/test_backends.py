@@ -60,3 +60,57 @@ def test_evaluate_loads_a_tensorflow_model_on_jax(store, tmp_path, real_data_dir
     assert "(fm-tf version 1) on 10000 test images" in out and "MODULES ['jax']" in out
     evaluation = next(r for r in all_runs() if "model_uri" in r.data.params)
     assert evaluation.data.metrics["test_accuracy"] > 0.6
+
+
+JAX_RUN = ["train", "--backend", "jax", "--config", "adam", "--limit", "6000", "--epochs", "6", "--seed", "7",
+           "--quiet"]
+
+
+def test_a_jax_run_killed_after_epoch_4_resumed_and_one_synced_after_an_outage_equal_the_run_never_stopped(
+        store, tmp_path, real_data_dir):
+    """Cold `fmtrain` processes on JAX (the default backend of seeded sweeps): one never stopped,
+    one SIGKILLed once its fourth epoch ended and resumed, and one whose server was killed at its
+    third epoch and whose journal `fmtrain sync` replayed. Each logs the same val_loss at every
+    epoch, to 7 decimals."""
+    import signal
+
+    from conftest import Process, fmtrain_here, restartable_server, run_fmtrain
+
+    data = ["--data_dir", str(real_data_dir)]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+    reference = Process(["fmtrain", *JAX_RUN, *data, "--experiment", "reference"], env=env, cwd=tmp_path)
+    killed = Process(["fmtrain", *JAX_RUN[:-1], *data, "--experiment", "killed"], env=env, cwd=tmp_path)
+    killed.expect("Epoch 5/6")  # four epochs ended
+    killed.signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL and reference.wait(timeout=600) == 0
+    client = MlflowClient()
+    (lost,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    resumed = run_fmtrain(["train", "--resume", lost.info.run_id, "--quiet", *data], env=env, cwd=tmp_path,
+                          timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (never,) = client.search_runs([client.get_experiment_by_name("reference").experiment_id])
+
+    def val_loss(run_id, uri=store):
+        history = MlflowClient(uri).get_metric_history(run_id, "val_loss")
+        return [round(m.value, 7) for m in sorted(history, key=lambda m: m.step)]
+
+    expected = val_loss(never.info.run_id)
+    assert len(expected) == 6 and val_loss(lost.info.run_id) == expected
+
+    servers = restartable_server(tmp_path, signal.SIGKILL)
+    uri, start, stop = next(servers)
+    try:
+        outage = dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+                      MLFLOW_HTTP_REQUEST_TIMEOUT="5", FMTRAIN_STORE_PROBE_SECONDS="1", FMTRAIN_STORE_WAIT_SECONDS="1")
+        job = Process(["fmtrain", *JAX_RUN[:-1], *data], env=outage, cwd=tmp_path)
+        job.expect("Epoch 3/6")
+        stop()
+        assert job.wait(timeout=600) == 1, "\n".join(job.err[-20:])
+        start()
+        synced = fmtrain_here(["sync", "--all"], env=outage, cwd=tmp_path)  # on TensorFlow: a JAX model loads
+        assert synced.returncode == 0 and synced.stdout.strip().endswith("the run is FINISHED"), synced.stderr
+        remote = MlflowClient(uri)
+        (run,) = remote.search_runs([remote.get_experiment_by_name("fashion-mnist").experiment_id])
+        assert run.data.params["backend"] == "jax" and val_loss(run.info.run_id, uri) == expected
+    finally:
+        next(servers, None)

@@ -4,6 +4,7 @@ Each test checks the exit status, the last line a person reads and the store's s
 """
 
 import csv
+import fnmatch
 import io
 import json
 import os
@@ -324,19 +325,27 @@ def test_an_unreachable_tracking_server_gets_one_line_within_seconds(tmp_path, t
                     "MLFLOW_TRACKING_URI at one that runs")
 
 
-def test_a_full_disk_names_the_folder_and_fails_the_run(store, tmp_path, tiny_data_dir):
-    """A real full file system: a 600 KiB tmpfs as the runs' temporary folder."""
+@pytest.mark.parametrize("settings, written", [
+    ([], "fmtrain-"),  # the best checkpoint, the first file an epoch writes
+    (["--checkpoint", "false"], "fmtrain-*/resume/state-?.npz"),  # an epoch's resumable state
+])
+def test_a_full_disk_names_the_folder_and_fails_the_run(settings, written, store, tmp_path, tiny_data_dir):
+    """A real full file system: a 600 KiB tmpfs as the runs' temporary folder, where each epoch
+    writes its checkpoint and its state."""
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], check=True)
     try:
-        done = run_fmtrain(["train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir)],
+        done = run_fmtrain(["train", "--epochs", "2", "--quiet", "--data_dir", str(tiny_data_dir), *settings],
                            env=env_for(store, TMPDIR=str(small)), cwd=tmp_path, timeout=300)
     finally:
         subprocess.run(["umount", str(small)], check=True)
     assert done.returncode == 1
     (run,) = fresh_runs(store)
     assert run.info.status == "FAILED"
-    line = done.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"fmtrain: error: run {run.info.run_id} (early-stopping) failed: no space left on "
-                           f"device writing {small}/fmtrain-"), line
+    assert done.stderr.strip().splitlines() == [f"fmtrain: error: run {run.info.run_id} (early-stopping) failed: "
+                                                f"{run.data.tags['fmtrain.error']}"]
+    assert fnmatch.fnmatch(run.data.tags["fmtrain.error"], f"no space left on device writing {small}/{written}*")
+    # What was logged before the disk filled is kept: the settings and the model's summary.
+    assert run.data.params["epochs"] == "2" and "model_summary.txt" in {
+        a.path for a in MlflowClient().list_artifacts(run.info.run_id)}

@@ -52,8 +52,12 @@ class TrainingState:
             arrays["checkpoint"] = np.frombuffer(self.checkpoint_bytes, dtype=np.uint8)
         name = STATE_FILES[self.epoch % 2]
         path, partial = folder / name, folder / f".{name}"
-        with open(partial, "wb") as handle:
-            np.savez(handle, meta=np.array(json.dumps(self.meta())), **arrays)
+        try:
+            with open(partial, "wb") as handle:
+                np.savez(handle, meta=np.array(json.dumps(self.meta())), **arrays)
+        except OSError as error:  # a full disk: the file named, and no partial file kept
+            partial.unlink(missing_ok=True)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         partial.replace(path)
         return path
 

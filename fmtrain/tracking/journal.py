@@ -30,12 +30,22 @@ def probe_seconds() -> float:
     return float(os.environ.get("FMTRAIN_STORE_PROBE_SECONDS", "5"))
 
 
+# The longest a run waits between two tries of a store that does not answer: each failed try
+# doubles the wait from probe_seconds(), so that a server that hangs (each try costing its
+# time-outs) slows training down less and less.
+MAX_PROBE_SECONDS = 60.0
+
+
 def end_wait_seconds() -> float:
     """How long a run that ends during an outage waits for the store before it leaves its journal."""
     return float(os.environ.get("FMTRAIN_STORE_WAIT_SECONDS", "60"))
 
 
 JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
+
+
+class Waiting(Exception):
+    """Records of the run already wait in its journal: the next goes there too, in order."""
 
 
 def root() -> Path:
@@ -54,7 +64,9 @@ class Journal:
     def __init__(self, run_id: str, folder: Path | None = None):
         self.run_id, self.folder = run_id, folder or root() / run_id
         self.model_id: str | None = None  # the model this journal's replay logged
+        self.torn: list[int] = []  # lines (1-based) cut short by a process that died writing them
         self._last_try = 0.0
+        self._wait = probe_seconds()
 
     @property
     def lines(self) -> Path:
@@ -65,9 +77,19 @@ class Journal:
         return self.lines.exists() and self._done() < len(self._entries())
 
     def _entries(self) -> list[dict]:
+        """The complete records, in order; a line that is not one (cut short when the process died
+        or the disk filled while it was written) is left out and its number kept in ``torn``."""
         if not self.lines.exists():
             return []
-        return [json.loads(line) for line in self.lines.read_text().splitlines() if line.strip()]
+        entries, self.torn = [], []
+        for number, line in enumerate(self.lines.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                self.torn.append(number)
+        return entries
 
     def count(self) -> int:
         """How many records wait."""
@@ -88,25 +110,36 @@ class Journal:
         if not about.exists():
             about.write_text(json.dumps({"run_id": self.run_id, "tracking_uri": store.tracking_uri(),
                                          "since": time.time()}))
-        with open(self.lines, "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        with open(self.lines, "a+b") as handle:
+            if handle.seek(0, os.SEEK_END):
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")  # a line cut short before ends here: a torn line of its own
+            try:
+                handle.write(json.dumps(entry).encode() + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as error:
+                raise _named(error, self.folder) from None
 
     def keep_file(self, path: str | Path, name: str | None = None) -> str:
         """A copy of ``path`` in the journal; returns its path relative to the folder."""
         files = self.folder / "files"
         files.mkdir(parents=True, exist_ok=True)
         place = files / f"{len(list(files.iterdir())):04d}"  # the artifact keeps its own name
-        place.mkdir()
         kept = place / (name or Path(path).name)
-        shutil.copyfile(path, kept)
+        try:
+            place.mkdir()
+            shutil.copyfile(path, kept)
+        except OSError as error:
+            shutil.rmtree(place, ignore_errors=True)  # no half copy keeps the space the end needs
+            raise _named(error, self.folder) from None
         return str(kept.relative_to(self.folder))
 
     def replay(self) -> bool:
         """Replay what waits, in order; True when nothing is left. An outage stops it early (the
-        rest waits); any other refusal of the store is raised."""
-        self._last_try = time.monotonic()
+        rest waits); any other refusal of the store is raised. Each record is applied so that
+        applying it again changes nothing (a replay killed between a record and its mark)."""
         entries, done = self._entries(), self._done()
         with store.fail_fast():
             for index in range(done, len(entries)):
@@ -114,17 +147,22 @@ class Journal:
                     apply(self.run_id, entries[index], self)
                 except Exception as error:
                     if is_outage(error):
+                        self.tried()
                         return False
                     raise
                 self._mark(index + 1)
+        self._last_try, self._wait = time.monotonic(), probe_seconds()
         return True
 
     def tried(self) -> None:
-        """The store was just tried, and did not answer: the next try waits probe_seconds()."""
+        """The store was just tried, and did not answer: the next try waits twice as long as the
+        last (probe_seconds() at first, MAX_PROBE_SECONDS at most)."""
+        if self._last_try:
+            self._wait = min(MAX_PROBE_SECONDS, self._wait * 2)
         self._last_try = time.monotonic()
 
     def due(self) -> bool:
-        return time.monotonic() - self._last_try >= probe_seconds()
+        return time.monotonic() - self._last_try >= self._wait
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -164,6 +202,12 @@ def write(run_id: str, entry: dict, files: dict[str, Path] | None = None) -> Non
             raise
         journal.tried()
         _keep(journal, entry, files)
+
+
+def _named(error: OSError, folder: Path) -> OSError:
+    """A write of the journal that failed, naming the journal's folder: a copy's error may name
+    the file copied, which is not the one that could not be written."""
+    return OSError(error.errno, error.strerror, str(folder))
 
 
 def _keep(journal: Journal, entry: dict, files: dict[str, Path] | None) -> None:
@@ -206,10 +250,19 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
 
 
 def _log_keras_model(run_id: str, entry: dict) -> str:
+    """Log the model a record keeps, once: a model of the same name that the run holds READY
+    already (this record replayed before, its mark lost) is the one."""
     import keras
     import numpy as np
+    from mlflow.entities import LoggedModelStatus
 
     from fmtrain.tracking import serving
+
+    run = MlflowClient().get_run(run_id)
+    for found in MlflowClient().search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{entry['name']}'"):
+        if found.status == LoggedModelStatus.READY:
+            return found.model_id
 
     model = keras.saving.load_model(entry["file"])
     example = np.load(entry["example"])

@@ -165,13 +165,15 @@ def log_model(model, example, requirements: list[str], *, name: str, step: int) 
 
     run_id = mlflow.active_run().info.run_id
     try:
+        if journal.opened_journal(run_id).pending:  # the store is away: no time-outs to wait
+            raise journal.Waiting(run_id)
         with fail_fast():
             # Explicit requirements skip MLflow's slow inference (it re-imports the model in a
             # subprocess).
             info = serving.log_classifier(model, example, requirements, name=name, step=step)
         return LoggedModel(info.model_uri, info.model_id)
     except Exception as error:
-        if not journal.is_outage(error):
+        if not (isinstance(error, journal.Waiting) or journal.is_outage(error)):
             raise
     # The store is away: the model waits in the run's journal, logged as this when replayed.
     import numpy as np

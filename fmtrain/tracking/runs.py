@@ -96,48 +96,66 @@ def _waiting_text(run_id: str, waiting: journal.Journal) -> str:
 
 
 def _end(run_id: str, status: str, ending: Ending | None) -> tuple[journal.Journal | None, str]:
-    """End the run open in this process as ``status`` (with ``ending``'s tags), once its journal
-    is replayed: the end is written once, after every record. Returns the
-    journal when records still wait in it (the store stayed away for end_wait_seconds(); the run
-    stays RUNNING in the store), and what the store refused, if anything."""
+    """End the run open in this process as ``status`` (with ``ending``'s tags): the end is written
+    once, after every record. When records wait in the run's journal, or the store does not take
+    the end, the end joins the journal, and the store is waited for (end_wait_seconds()).
+    Returns the journal when records still wait in it (the run stays RUNNING in the store), and
+    what the store refused, if anything."""
     waiting = journal.opened_journal(run_id)
-    problem = ""
-    deadline = time.monotonic() + journal.end_wait_seconds()
+    end = {"op": "end", "status": status, "tags": sorted((ending.tags() if ending else {}).items())}
+    if not waiting.pending:
+        problem, away = _end_now(run_id, status, ending)
+        if not away:
+            _forget_active(run_id)
+            journal.closed(run_id)
+            waiting.remove()
+            return None, problem
+    _forget_active(run_id)  # before the end is replayed: MLflow's own end of it would write RUNNING
+    journal.closed(run_id)
+    try:
+        waiting.append(end)
+    except OSError as error:
+        return None, (f"its end could not be recorded: the tracking store {store.tracking_uri()} could not "
+                      f"be reached and its journal could not be written ({error.strerror}: {error.filename})")
+    wait = journal.end_wait_seconds()
+    print(f"run {run_id}: waiting up to {wait:.0f} s for the tracking store {store.tracking_uri()} "
+          "to take its records", flush=True)
+    deadline = time.monotonic() + wait
     try:
         while waiting.pending and not waiting.replay() and time.monotonic() < deadline:
             time.sleep(journal.probe_seconds())
     except Exception as error:  # noqa: BLE001 - a refused record must not keep the run open
-        problem = f"the store refused a record of its journal: {one_line(error)}"
-    end = {"op": "end", "status": status, "tags": sorted((ending.tags() if ending else {}).items())}
-    if waiting.pending and not problem:
-        waiting.append(end)
-        _forget_active(run_id)
-        journal.closed(run_id)
+        return None, f"the store refused a record of its journal: {one_line(error)}"
+    if waiting.pending:
         return waiting, ""
-    # Recording the end must not hide the error or hang for MLflow's minutes of retries when the
-    # store itself is what failed: a short try, and the original error is raised either way.
+    waiting.remove()
+    return None, ""
+
+
+def _end_now(run_id: str, status: str, ending: Ending | None) -> tuple[str, bool]:
+    """Write the run's end to the store; returns what the store refused, and whether it was away.
+
+    Recording the end must not hide the error or hang for MLflow's minutes of retries when the
+    store itself is what failed: a short try, and the original error is raised either way."""
+    problem = ""
     with store.fail_fast():
         if ending is not None:
             try:
                 logged.log_batch(run_id, tags=ending.tags(), through_journal=False)
-            except Exception as tag_error:  # noqa: BLE001 - the original error matters more
-                problem = problem or f"the store could not record this: {one_line(tag_error)}"
+            except Exception as error:  # noqa: BLE001 - the original error matters more
+                if journal.is_outage(error):
+                    return "", True
+                problem = f"the store could not record this: {one_line(error)}"
         try:
             if _is_active(run_id):
                 mlflow.end_run(status)
             else:
                 MlflowClient().set_terminated(run_id, status)
-        except Exception as end_error:  # noqa: BLE001
-            if journal.is_outage(end_error) and not problem:
-                waiting.append(end)
-                journal.closed(run_id)
-                return waiting, ""
-            problem = problem or f"the store could not record this: {one_line(end_error)}"
-    _forget_active(run_id)
-    journal.closed(run_id)
-    if not problem:
-        waiting.remove()
-    return None, problem
+        except Exception as error:  # noqa: BLE001
+            if journal.is_outage(error) and not problem:
+                return "", True
+            problem = problem or f"the store could not record this: {one_line(error)}"
+    return problem, False
 
 
 def _is_active(run_id: str) -> bool:

@@ -18,6 +18,7 @@ class Synced:
     run_id: str
     records: int
     status: str
+    torn: list[str]  # the records cut short (``FILE line N``), left out
 
 
 def sync(run_id: str | None = None, every: bool = False) -> list[Synced]:
@@ -43,6 +44,7 @@ def sync(run_id: str | None = None, every: bool = False) -> list[Synced]:
         if not found.replay():
             raise ValueError(f"tracking store {store.tracking_uri()} cannot be reached; the journal "
                              f"of run {found.run_id} still waits in {found.folder}")
+        torn = [f"{found.lines} line {number}" for number in found.torn]
         found.remove()
-        synced.append(Synced(found.run_id, records, store.get_run(found.run_id).info.status))
+        synced.append(Synced(found.run_id, records, store.get_run(found.run_id).info.status, torn))
     return synced
