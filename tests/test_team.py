@@ -307,7 +307,7 @@ def test_a_child_whose_node_dies_finishes_on_the_other_node_through_the_server(t
     killed = children[name]  # the same run, continued
     assert "fmtrain.error" not in killed.data.tags
     (resume,) = json.loads(killed.data.tags["fmtrain.resumes"])
-    assert resume["why"].startswith("WorkerDied: its Ray node died") and resume["from_epoch"] >= 1, resume
+    assert resume["why"].startswith("WorkerDied: its Ray worker died") and resume["from_epoch"] >= 1, resume
     assert int(killed.data.tags["fmtrain.process"].rpartition(":")[2]) == int(again.group(2))
     assert {"model-whole.keras", "history.csv"} <= {a.path for a in alice.list_artifacts(killed.info.run_id)}
     assert [step for step, _ in curve(killed, client=alice)] == list(range(6))
