@@ -4,7 +4,6 @@ a sequential sweep, a worker that dies, a signal to the driver. Real processes a
 import os
 import re
 import signal
-import subprocess
 import time
 
 from mlflow.tracking import MlflowClient
@@ -66,43 +65,7 @@ def test_two_workers_train_the_same_runs_as_one(store, tmp_path, real_data_dir, 
     assert processes_mentioning(ray_tmp) == []  # the local Ray instance ended with the sweep
 
 
-def test_a_child_whose_worker_dies_with_no_retry_left_fails_and_the_sweep_goes_on(store, tmp_path, real_data_dir,
-                                                                                  ray_tmp):
-    # --max_retries 0: the child is not tried again (tests/test_resume_sweeps.py tries it again).
-    argv = ["fmtrain", "sweep", "--configs", "rmsprop-val,adam", "--limit", "1000", "--epochs", "30",
-            "--patience", "none", "--workers", "2", "--max_retries", "0", "--data_dir", str(real_data_dir)]
-    job = Process(argv, env=ray_env(store, ray_tmp), cwd=tmp_path)
-    # Ray prefixes each worker's lines with its task and process: "(adam pid=1234) Epoch 2/30".
-    worker = int(re.search(r"\(adam pid=(\d+)\) ", job.expect("(adam pid=")).group(1))
-    job.expect(f"(adam pid={worker}) Epoch 2/30")
-    os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
-    assert job.wait() == 1, "\n".join(job.err[-20:])
-    assert job.last_error_line == "fmtrain: error: 1 configuration(s) failed: adam"
-    parent, children = parent_and_children()
-    by_name = {c.info.run_name: c for c in children}
-    assert parent.info.status == "FINISHED" and by_name["rmsprop-val"].info.status == "FINISHED"
-    killed = by_name["adam"]  # FAILED, with the reason: no retry was left
-    assert killed.info.status == "FAILED" and pid_of(killed) == worker
-    assert killed.data.tags["fmtrain.error"].startswith("WorkerDied: its Ray worker process died")
-    assert killed.data.tags["fmtrain.end_cause"] == "worker died"
-    assert any(line.startswith(f"[2/2] adam ... FAILED: run {killed.info.run_id} (adam) killed: WorkerDied")
-               for line in job.lines)
-    # The parent's summary says so too.
-    table = MlflowClient().download_artifacts(parent.info.run_id, "sweep-summary.csv", str(tmp_path))
-    assert ",FAILED: WorkerDied: its Ray worker process died" in open(table).read()
-    assert parent.data.tags["fmtrain.best_config"] == "rmsprop-val"
-
-    # --resume keeps the FINISHED child and continues the killed one in its own run, from its last
-    # completed epoch.
-    resumed = subprocess.run(["fmtrain", "sweep", "--resume", parent.info.run_id, "--workers", "2", "--quiet",
-                              "--data_dir", str(real_data_dir)], capture_output=True, text=True,
-                             env=ray_env(store, ray_tmp), cwd=tmp_path, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"[1/2] rmsprop-val ... kept (run {by_name['rmsprop-val'].info.run_id} FINISHED)" in resumed.stdout
-    assert "[2/2] adam ... val_loss" in resumed.stdout
-    parent, children = parent_and_children()
-    assert sorted((c.info.run_name, c.info.status) for c in children) == [("adam", "FINISHED"), ("rmsprop-val", "FINISHED")]
-    assert by_name["adam"].info.run_id in {c.info.run_id for c in children}
+# A child whose worker dies, retried by Ray, then with no retry left: tests/test_resume_sweeps.py.
 
 
 def test_sigterm_to_a_parallel_sweep_ends_parent_and_children_killed(store, tmp_path, real_data_dir, ray_tmp):

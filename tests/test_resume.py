@@ -173,17 +173,19 @@ def _snapshot(uri, run_id):
 
 
 def test_each_refusal_is_one_line_exit_2_and_leaves_the_run_unchanged(place, reference, tmp_path):
-    def refused(run_id, *argv, data_dir=None):
+    def refused(run_id, *argv, data_dir=None, cold=False):
+        """The refusal's line; the first in a cold process of its own (what a shell sees), the
+        others in this process (their words and the unchanged run are what they check)."""
         before = _snapshot(place.uri, run_id)
-        done = place.run("train", "--resume", run_id, "--quiet", "--data_dir", str(data_dir or place.data_dir),
-                         *argv, check=False)
+        resume = ("train", "--resume", run_id, "--quiet", "--data_dir", str(data_dir or place.data_dir), *argv)
+        done = place.run(*resume, check=False) if cold else fmtrain_here(resume, env=place.env(), cwd=place.folder)
         assert done.returncode == 2, done.stdout + done.stderr
         line = done.stderr.strip()
         assert "\n" not in line and line.startswith("fmtrain: error: "), done.stderr
         assert _snapshot(place.uri, run_id) == before
         return line
 
-    assert refused(reference).endswith("is FINISHED: there is nothing to resume")
+    assert refused(reference, cold=True).endswith("is FINISHED: there is nothing to resume")
 
     # Killed in its first epoch (20,000 images: before any epoch ended): no state.
     lost, _ = place.killed("lost-early", "Epoch 1/8", "--limit", "20000", "--epochs", "8")
@@ -201,7 +203,8 @@ def test_each_refusal_is_one_line_exit_2_and_leaves_the_run_unchanged(place, ref
         client = MlflowClient(place.uri)
         (alive,) = client.search_runs([client.get_experiment_by_name("alive").experiment_id])
         before = _snapshot(place.uri, alive.info.run_id)
-        done = place.resume(alive.info.run_id, check=False)
+        done = fmtrain_here(("train", "--resume", alive.info.run_id, "--quiet", "--data_dir", place.data_dir),
+                            env=place.env(), cwd=place.folder)
         assert done.returncode == 2 and done.stderr.strip().endswith(
             "is RUNNING and its process shows life (heartbeat within 120 s): stop it, or resume it "
             "once it is stale")
