@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -173,7 +172,8 @@ def _keep(journal: Journal, entry: dict, files: dict[str, Path] | None) -> None:
 
 def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
     """Carry out one record on the store: ``batch`` (metrics as [key, value, ms, step, model],
-    params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``) or
+    params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``: the run's final model,
+    or with ``final`` false its best checkpoint) or
     ``end`` (``status`` and the ending's ``tags``)."""
     client = MlflowClient()
     here = journal.folder if journal is not None else Path(".")
@@ -191,8 +191,10 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
     elif kind == "artifact":
         client.log_artifact(run_id, entry["file"], entry.get("path"))
     elif kind == "model":
-        model_id = _log_keras_model(run_id, entry)
-        if journal is not None:
+        from fmtrain.tracking import logged_models
+
+        model_id = logged_models.log_from_journal(run_id, entry)
+        if journal is not None and entry.get("final", True):  # the final model, not its checkpoint
             journal.model_id = model_id
     elif kind == "end":
         tags = [RunTag(k, v) for k, v in entry.get("tags", [])]
@@ -203,27 +205,6 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
         client.set_terminated(run_id, entry["status"])
     else:
         raise ValueError(f"unknown journal entry {kind!r}")
-
-
-def _log_keras_model(run_id: str, entry: dict) -> str:
-    import keras
-    import numpy as np
-
-    from fmtrain.tracking import serving
-
-    model = keras.saving.load_model(entry["file"])
-    example = np.load(entry["example"])
-    active = mlflow.active_run()
-    started = active is None or active.info.run_id != run_id
-    if started:
-        store.reopen(run_id)
-    try:
-        info = serving.log_classifier(model, example, entry["requirements"], name=entry["name"],
-                                      step=entry["step"])
-    finally:
-        if started:
-            mlflow.end_run("RUNNING")  # the run's end is the journal's own last entry
-    return info.model_id
 
 
 def pending_runs() -> list[Journal]:
