@@ -64,20 +64,27 @@ def evaluate_classifier(classifier, images: np.ndarray, labels: np.ndarray, sour
 
     A model that this user may read but not edit keeps the evaluation unlinked, with a warning.
     """
-    scored = _Scored(classifier)
-    try:
-        result = _evaluate(scored, images, labels, source, model_id, figures)
-        warnings = []
-    except Exception as error:
-        if model_id is None or classify(error) is not Fault.FORBIDDEN:
-            raise
-        result = _evaluate(scored, images, labels, source, None, figures)
-        warnings = [f"the test metrics are not linked to the logged model {model_id} (this user may not "
-                    "edit it); the evaluation run holds them"]
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    scored, problems = _Scored(classifier), []
+    # A class the model never predicts has no precision: MLflow's evaluator counts it 0, as the
+    # per-class table shows, and scikit-learn's warning would only repeat it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        try:
+            result = _evaluate(scored, images, labels, source, model_id, figures)
+        except Exception as error:
+            if model_id is None or classify(error) is not Fault.FORBIDDEN:
+                raise
+            result = _evaluate(scored, images, labels, source, None, figures)
+            problems.append(f"the test metrics are not linked to the logged model {model_id} (this user may "
+                            "not edit it); the evaluation run holds them")
     table = result.artifacts["per_class_metrics"].content
     per_class = [ClassScores(str(row.positive_class).split(" ", 1)[1], float(row.precision_score),
                              float(row.recall_score), float(row.f1_score)) for row in table.itertuples()]
-    return Evaluated(EvaluationScores.from_metrics(result.metrics), per_class, scored.probabilities, warnings)
+    return Evaluated(EvaluationScores.from_metrics(result.metrics), per_class, scored.probabilities, problems)
 
 
 def _evaluate(scored: _Scored, images, labels, source: str, model_id: str | None, figures):
