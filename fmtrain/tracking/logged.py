@@ -1,16 +1,17 @@
-"""What a run records: params, metrics, artifacts, figures and descriptions (its models:
-``logged_models``)."""
+"""What a run records: params, metrics, artifacts, figures, its models (through the journal;
+what a model is: ``logged_models``) and descriptions."""
 
 from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from fmtrain.learning import configs
-from fmtrain.tracking import journal
+from fmtrain.tracking import journal, logged_models
 from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,
@@ -135,6 +136,61 @@ def log_training(run_id: str, result, figures: dict, model_id: str, history_csv:
     for file_name, figure in figures.items():
         log_figure(run_id, figure, file_name)
     log_text(run_id, history_csv, "history.csv")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A logged model: its URI (``models:/m-...``) and its id, to link metrics to it."""
+
+    uri: str
+    model_id: str
+
+
+def log_models(final: logged_models.ModelToLog, checkpoint: logged_models.ModelToLog | None, example, requirements: list[str],
+               backend: str) -> LoggedModel:
+    """Log the run's final model and its best checkpoint (``checkpoint``, if it kept one), with
+    ``example`` (a few images) as input example; returns the final one.
+
+    Call it right after training: MLflow links every metric the run holds at a model's step
+    to it, and at this point those are that epoch's loss, accuracy, val_loss and val_accuracy.
+    When the store cannot be reached, the models wait in the run's journal, logged when it is
+    replayed. Each is logged once (``logged_models.log_classifier``).
+    """
+    import mlflow
+
+    from fmtrain.tracking.store import fail_fast
+
+    run_id = mlflow.active_run().info.run_id
+    logged, away = None, False
+    for model in [final] + ([checkpoint] if checkpoint else []):
+        if not away:
+            try:
+                with fail_fast():
+                    # Explicit requirements skip MLflow's slow inference (it re-imports the model
+                    # in a subprocess).
+                    model_id = logged_models.log_classifier(model, example, requirements, backend, run_id)
+                logged = logged or LoggedModel(f"models:/{model_id}", model_id)
+                continue
+            except Exception as error:
+                if not journal.is_outage(error):
+                    raise
+                away = True
+        _keep_in_journal(run_id, model, example, requirements, backend, final=model is final)
+        logged = logged or LoggedModel(f"(in the journal of run {run_id}, until `fmtrain sync {run_id}`)",
+                                       journal.JOURNAL_MODEL)
+    return logged
+
+
+def _keep_in_journal(run_id: str, model: logged_models.ModelToLog, example, requirements: list[str], backend: str,
+                     *, final: bool) -> None:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="fmtrain-model-") as folder:
+        np.save(Path(folder) / "example.npy", example)
+        journal.write(run_id, {"op": "model", "name": model.name, "step": model.step, "final": final,
+                               "requirements": requirements, "backend": backend},
+                      files={"file": model.keras_file, "example": Path(folder) / "example.npy"})
+
 
 
 def describe_run(run_id: str, text: str) -> None:

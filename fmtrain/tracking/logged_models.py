@@ -28,7 +28,6 @@ from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 from fmtrain.learning import served_input
-from fmtrain.tracking import journal
 from fmtrain.tracking.names import CHECKPOINT_MODEL
 
 CODE = Path(__file__).with_name("served_model.py")
@@ -39,14 +38,6 @@ SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(object), (-1,))]),
     outputs=Schema([ColSpec(DataType.string, "class_name"), ColSpec(DataType.long, "class_index"),
                     ColSpec(Array(DataType.double), "probabilities")]))
-
-
-@dataclass(frozen=True)
-class LoggedModel:
-    """A logged model: its URI (``models:/m-...``) and its id, to link metrics to it."""
-
-    uri: str
-    model_id: str
 
 
 @dataclass(frozen=True)
@@ -111,48 +102,6 @@ def run_models(run_id: str, name: str | None = None) -> list:
 def final_models(run_id: str) -> list:
     """The run's final models, READY, oldest first: all but its best checkpoint."""
     return [model for model in run_models(run_id) if model.name != CHECKPOINT_MODEL and model.status == "READY"]
-
-
-def log_models(final: ModelToLog, checkpoint: ModelToLog | None, example, requirements: list[str],
-               backend: str) -> LoggedModel:
-    """Log the run's final model and its best checkpoint (``checkpoint``, if it kept one), with
-    ``example`` (a few images) as input example; returns the final one.
-
-    Call it right after training: MLflow links every metric the run holds at a model's step
-    to it, and at this point those are that epoch's loss, accuracy, val_loss and val_accuracy.
-    When the store cannot be reached, the models wait in the run's journal, logged when it is
-    replayed.
-    """
-    from fmtrain.tracking.store import fail_fast
-
-    run_id = mlflow.active_run().info.run_id
-    logged, away = None, False
-    for model in [final] + ([checkpoint] if checkpoint else []):
-        if not away:
-            try:
-                with fail_fast():
-                    # Explicit requirements skip MLflow's slow inference (it re-imports the model
-                    # in a subprocess).
-                    model_id = log_classifier(model, example, requirements, backend, run_id)
-                logged = logged or LoggedModel(f"models:/{model_id}", model_id)
-                continue
-            except Exception as error:
-                if not journal.is_outage(error):
-                    raise
-                away = True
-        _keep_in_journal(run_id, model, example, requirements, backend, final=model is final)
-        logged = logged or LoggedModel(f"(in the journal of run {run_id}, until `fmtrain sync {run_id}`)",
-                                       journal.JOURNAL_MODEL)
-    return logged
-
-
-def _keep_in_journal(run_id: str, model: ModelToLog, example, requirements: list[str], backend: str,
-                     *, final: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="fmtrain-model-") as folder:
-        np.save(Path(folder) / "example.npy", example)
-        journal.write(run_id, {"op": "model", "name": model.name, "step": model.step, "final": final,
-                               "requirements": requirements, "backend": backend},
-                      files={"file": model.keras_file, "example": Path(folder) / "example.npy"})
 
 
 def log_from_journal(run_id: str, entry: dict) -> str:

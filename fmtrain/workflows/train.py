@@ -103,7 +103,7 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
             signals.check()
             # The models first: MLflow links each to the metrics its epoch already holds.
             checkpoint = result.files.get("best_checkpoint")
-            model = logged_models.log_models(
+            model = logged.log_models(
                 logged_models.ModelToLog(result.files["whole_model"], name, result.kept_epoch),
                 logged_models.checkpoint_model(checkpoint, result.best_epoch) if checkpoint else None,
                 splits.x_val[:2], requirements, config.backend)
