@@ -80,11 +80,12 @@ def log_classifier(model: ModelToLog, example, requirements: list[str], backend:
         client.delete_logged_model(found.model_id)
     keras_version = next((r.split("==")[1] for r in requirements if r.startswith("keras==")), "")
     with tempfile.TemporaryDirectory(prefix="fmtrain-model-") as folder:
-        keras_file = Path(folder) / "model.keras"
+        keras_file, backend_file = Path(folder) / "model.keras", Path(folder) / "keras_backend.txt"
         shutil.copyfile(model.keras_file, keras_file)
+        backend_file.write_text(backend)
         info = Model.log(None, name=model.name, flavor=_PyfuncWithKeras, python_model=str(CODE),
-                         artifacts={"keras_model": str(keras_file)}, code_paths=[served_input.__file__],
-                         model_config={"keras_backend": backend}, signature=SIGNATURE, input_example=example,
+                         artifacts={"keras_model": str(keras_file), "keras_backend": str(backend_file)},
+                         code_paths=[served_input.__file__], signature=SIGNATURE, input_example=example,
                          pip_requirements=requirements, step=model.step, keras_version=keras_version,
                          keras_backend=backend)
     return info.model_id

@@ -9,9 +9,10 @@ before that folder is on the path.
 
 The model accepts 28x28 images as floats in [0, 1] or integers 0-255, refuses anything else with
 HTTP 400 and one line, and answers per image its class name, class index and the ten
-probabilities. Its ``model_config`` names the Keras backend it was saved on (the default of
-``KERAS_BACKEND``, set before Keras is imported), and its artifact ``keras_model`` is the native
-``.keras`` file.
+probabilities. Its artifact ``keras_model`` is the native ``.keras`` file, and its artifact
+``keras_backend`` a text file naming the Keras backend it was saved on: the default of
+``KERAS_BACKEND``, set before Keras is imported. (Not its ``model_config``: MLflow logs that as
+params of the run that logs the model.)
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class FashionClassifier(mlflow.pyfunc.PythonModel):
     """What ``mlflow.pyfunc.load_model`` wraps: the Keras model behind a checked input."""
 
     def load_context(self, context):
-        os.environ.setdefault("KERAS_BACKEND", (context.model_config or {}).get("keras_backend", "tensorflow"))
+        with open(context.artifacts["keras_backend"]) as named:
+            os.environ.setdefault("KERAS_BACKEND", named.read().strip())
         import keras
 
         self.keras_model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
