@@ -160,7 +160,7 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
 # first the workers end together, not one of them running a long file alone at the end.
 LONGEST_FIRST = ("test_team.py", "test_tune.py", "test_record.py", "test_faults.py", "test_resume.py",
                  "test_parallel.py", "test_ui.py", "test_trajectory.py", "test_registry.py",
-                 "test_packaging.py")
+                 "test_serving.py", "test_logged_models.py", "test_packaging.py")
 
 
 def pytest_collection_modifyitems(items):
