@@ -74,3 +74,18 @@ def test_figures_name_the_classes():
         assert [entry.rsplit(" (", 1)[0] for entry in legend] == list(CLASS_NAMES)
     titles = [a.get_title() for a in drawn["misclassified"].axes if a.get_title()]
     assert len(titles) == 20 and titles[0] == f"{CLASS_NAMES[labels[0]]}\n-> {CLASS_NAMES[(labels[0] + 1) % 10]}"
+
+
+def test_the_report_reads_each_runs_test_accuracy_from_its_latest_evaluation(store):
+    """MLflow's accuracy_score; test_accuracy in an evaluation run of fmtrain 0.2."""
+    from fmtrain.tracking import queries
+
+    client = MlflowClient()
+    experiment = mlflow.set_experiment("fashion-mnist").experiment_id
+    trained = [client.create_run(experiment).info.run_id for _ in range(3)]
+    for source, metric, value in ((trained[0], "test_accuracy", 0.81), (trained[1], "accuracy_score", 0.85),
+                                  (trained[1], "accuracy_score", 0.86)):
+        evaluation = client.create_run(experiment).info.run_id
+        client.log_param(evaluation, "source_run_id", source)
+        client.log_metric(evaluation, metric, value)
+    assert queries.test_accuracies(trained) == {trained[0]: 0.81, trained[1]: 0.86}
