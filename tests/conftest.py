@@ -160,7 +160,7 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
 # first the workers end together, not one of them running a long file alone at the end.
 LONGEST_FIRST = ("test_team.py", "test_tune.py", "test_record.py", "test_faults.py", "test_resume.py",
                  "test_parallel.py", "test_ui.py", "test_trajectory.py", "test_registry.py",
-                 "test_packaging.py")
+                 "test_serving.py", "test_logged_models.py", "test_packaging.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -372,48 +372,77 @@ class ServedModel:
     """A model trained on a real subset and registered, in a session's own sqlite store."""
 
     tracking_uri: str
-    model_uri: str
+    model_uri: str  # version 1, as `--register_as` registered it
+    champion_uri: str  # version 2, the same model, as `fmtrain register --alias champion` registered it
     run_id: str
+    experiment: str  # the experiment the training chose: MLFLOW_EXPERIMENT_NAME's
     folder: Path
 
 
 @pytest.fixture(scope="session")
 def registered_model(tmp_path_factory, real_data_dir) -> ServedModel:
-    """``fmtrain train`` on 3,000 real images (3 epochs), registered as fashion-mnist version 1,
-    shared by the serving and lineage tests."""
+    """``fmtrain train --config adam --limit 3000 --epochs 2 --backend jax --register_as
+    fashion-mnist`` as a user runs it, a cold process with MLFLOW_EXPERIMENT_NAME=chapter set,
+    then ``fmtrain register RUN_ID --name fashion-mnist --alias champion``: shared by the
+    serving and lineage tests. On JAX, its requirements (keras, jax, jaxlib, no TensorFlow) make
+    a small environment of its own."""
     folder = tmp_path_factory.mktemp("registered")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
-    done = fmtrain_here(["train", "--limit", "3000", "--epochs", "3", "--quiet", "--data_dir", str(real_data_dir),
-                         "--register_as", "fashion-mnist"], env=env, cwd=folder)
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_EXPERIMENT_NAME="chapter")
+    done = run_fmtrain(["train", "--config", "adam", "--limit", "3000", "--epochs", "2", "--backend", "jax",
+                        "--quiet", "--data_dir", real_data_dir, "--register_as", "fashion-mnist"], env=env, cwd=folder)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     run_id = re.search(r"experiments/\d+/runs/(\w+)", done.stdout).group(1)
-    return ServedModel(uri, "models:/fashion-mnist/1", run_id, folder)
+    registered = fmtrain_here(["register", run_id, "--name", "fashion-mnist", "--alias", "champion"], env=env,
+                              cwd=folder)
+    assert "as fashion-mnist version 2 with alias champion" in registered.stdout, registered.stderr[-2000:]
+    return ServedModel(uri, "models:/fashion-mnist/1", "models:/fashion-mnist@champion", run_id, "chapter", folder)
+
+
+def without_fmtrain(env: dict) -> dict:
+    """``env`` for a process that must not find fmtrain nor this process's choices: no
+    PYTHONPATH (which may name fmtrain's checkout), no Keras backend, no virtual environment."""
+    return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "KERAS_BACKEND", "VIRTUAL_ENV")}
+
+
+@dataclass
+class ModelServer:
+    """A running `mlflow models serve` and the environment MLflow made for it."""
+
+    url: str
+    python: Path  # the Python of that environment
 
 
 @pytest.fixture(scope="session")
-def model_server(registered_model):
-    """``mlflow models serve`` of the registered model, as a user starts it in an environment
-    where fmtrain is installed (``--env-manager local``), on a free port; yields its URL."""
+def model_server(registered_model, tmp_path_factory):
+    """``mlflow models serve -m models:/fashion-mnist@champion`` with MLflow's uv environment
+    manager, as a user starts it: MLflow builds an environment of the model's own requirements
+    (fmtrain is not among them; the user's uv cache is shared, so that a second session installs
+    from it) and serves from there, on loopback and a free port; stopped after the session, its
+    environment removed. Yields a ModelServer."""
+    import shutil
     import signal
     import subprocess
 
-    port = free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=registered_model.tracking_uri,
-               MLFLOW_DISABLE_TELEMETRY="true")
+    port, envs = free_port(), tmp_path_factory.mktemp("model-envs")
+    env = dict(without_fmtrain(os.environ), MLFLOW_TRACKING_URI=registered_model.tracking_uri,
+               MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ENV_ROOT=str(envs))
     log = open(registered_model.folder / "serve.log", "w")
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", registered_model.model_uri,
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", registered_model.champion_uri,
+                               "--env-manager", "uv", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, cwd=registered_model.folder, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server, timeout=180)
-        yield f"http://127.0.0.1:{port}"
+        # An empty uv cache downloads about 1 GB of packages first.
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, timeout=600)
+        (python,) = envs.glob("*/bin/python")
+        yield ModelServer(f"http://127.0.0.1:{port}", python)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
+        shutil.rmtree(envs, ignore_errors=True)
 
 
 # The `mlflow server`s the tests start run no MLflow job runner (its huey consumers serve GenAI

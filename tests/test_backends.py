@@ -59,7 +59,7 @@ def test_evaluate_loads_a_tensorflow_model_on_jax(store, tmp_path, real_data_dir
                                   "--data_dir", str(real_data_dir)], store, tmp_path)
     assert "(fm-tf version 1) on 10000 test images" in out and "MODULES ['jax']" in out
     evaluation = next(r for r in all_runs() if "model_uri" in r.data.params)
-    assert evaluation.data.metrics["test_accuracy"] > 0.6
+    assert evaluation.data.metrics["accuracy_score"] > 0.6
 
 
 JAX_RUN = ["train", "--backend", "jax", "--config", "adam", "--limit", "6000", "--epochs", "6", "--seed", "7",

@@ -3,7 +3,7 @@
 from fmtrain.analysis import descriptions
 from fmtrain.analysis.comparison import SummaryRow
 from fmtrain.learning import configs
-from fmtrain.learning.scores import Scores
+from fmtrain.learning.scores import EvaluationScores, Scores
 
 SCORES = {"final_val_loss": 0.32271, "final_val_accuracy": 0.88317, "stopped_epoch": 11.0,
           "best_epoch": 9.0, "fit_seconds": 16.0}
@@ -45,11 +45,16 @@ def test_a_sweep_leads_with_its_best_child_then_its_table():
 
 def test_a_version_names_its_configuration_run_and_test_scores():
     params = configs.resolve("dropout").to_params() | {"config": "dropout"}
-    test = {"test_loss": 0.3509, "test_accuracy": 0.8747, "test_macro_f1": 0.8737}
-    text = descriptions.version_description("r1", params, Scores.from_metrics(SCORES), Scores.from_metrics(test), "e1")
+    test = {"log_loss": 0.3509, "accuracy_score": 0.8747, "f1_score": 0.8737, "example_count": 10000.0}
+    text = descriptions.version_description("r1", params, Scores.from_metrics(SCORES), EvaluationScores.from_metrics(test),
+                                            "e1")
     assert text.splitlines()[0] == ("dropout: val_loss 0.3227, val_accuracy 0.8832 (the model kept), "
                                     "stopped_epoch 11, best_epoch 9; test accuracy 0.8747.")
     assert "From run `r1`." in text and "*Dropout(0.3)*" in text
     assert text.splitlines()[-1] == ("**Test set** (the 10,000 held-out images, evaluation run `e1`): "
-                                     "loss 0.3509, accuracy 0.8747, macro F1 0.8737.")
+                                     "accuracy 0.8747, F1 0.8737, log loss 0.3509.")
+    assert descriptions.evaluation_description("models:/fm/1", EvaluationScores.from_metrics(test), "fm version 1") == (
+        "Test accuracy 0.8747, F1 0.8737, log loss 0.3509 on the 10,000 held-out test images (MLflow's classifier "
+        "evaluator: per-class metrics, confusion matrix, ROC and precision-recall curves in Artifacts).\n\n"
+        "Model: `models:/fm/1` (fm version 1).")
     assert "Test set" not in descriptions.version_description("r1", params, Scores.from_metrics(SCORES))

@@ -64,10 +64,13 @@ def test_mlflow_run_logs_a_complete_comparable_run(store, tmp_path, real_data_di
 
     import mlflow
 
-    # The logged model is named after the configuration, and carries the kept model's final
-    # metrics: its epoch's val_loss (not the first epoch's) and final_val_loss alike.
-    (logged_model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert logged_model.name == "early-stopping" and logged_model.source_run_id == run.info.run_id
+    # The final model is named after the configuration, and carries the kept model's final
+    # metrics: its epoch's val_loss (not the first epoch's) and final_val_loss alike; the best
+    # checkpoint is a logged model beside it.
+    models = {m.name: m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])}
+    assert set(models) == {"early-stopping", "best-checkpoint"}
+    logged_model = models["early-stopping"]
+    assert logged_model.source_run_id == models["best-checkpoint"].source_run_id == run.info.run_id
     on_model = {m.key: m.value for m in logged_model.metrics}
     assert set(on_model) == {"loss", "accuracy", "val_loss", "val_accuracy", "final_val_loss",
                              "final_val_accuracy", "stopped_epoch"}
@@ -121,5 +124,5 @@ def test_fmtrain_train_logs_every_setting_and_registers(store, real_data_dir, ca
     assert f"/runs/{run.info.run_id}?workflowType=machine_learning" in out
     # runs:/RUN_ID/NAME loads a model by its name, the configuration's; another is refused.
     assert main(["evaluate", "--model_uri", f"runs:/{run.info.run_id}/model"]) == 2
-    assert (f"run {run.info.run_id} has no model 'model'; its model: runs:/{run.info.run_id}/rmsprop-5"
+    assert (f"run {run.info.run_id} has no model 'model'; its models: runs:/{run.info.run_id}/rmsprop-5"
             in capsys.readouterr().err)

@@ -120,7 +120,7 @@ def _complete(run_id, epochs):
     assert run.data.metrics["epochs_run"] == epochs and "final_val_loss" in run.data.metrics
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run_id}'")
-    assert len(models) == 1
+    assert sorted(m.name for m in models) == ["best-checkpoint", run.data.tags["fmtrain.config"]]
     return run
 
 

@@ -1,9 +1,13 @@
-"""The registered model as users call it: a real `mlflow models serve` process, MLflow's Python
-API and `fmtrain predict` on picture files, and its input checked before it answers."""
+"""The registered model as users call it, and where fmtrain is not installed: a real `mlflow
+models serve` process in the environment MLflow builds from the model's own requirements, that
+environment's Python, `mlflow models generate-dockerfile`, MLflow's Python API and `fmtrain
+predict` on picture files; its input checked before it answers."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import mlflow
 import numpy as np
@@ -12,7 +16,7 @@ from PIL import Image
 
 from fmtrain.learning import data, images
 
-from conftest import fmtrain_here, post_json
+from conftest import fmtrain_here, post_json, start_process, without_fmtrain
 
 EXPECTED = "expected 28x28 grayscale images"
 
@@ -26,9 +30,9 @@ def test_images(real_data_dir):
 def test_floats_and_0_255_integers_get_the_same_class_names_with_index_and_probabilities(
         model_server, test_images):
     pixels = test_images[0][:20]
-    status, integers = post_json(f"{model_server}/invocations", {"inputs": pixels.tolist()})
+    status, integers = post_json(f"{model_server.url}/invocations", {"inputs": pixels.tolist()})
     assert status == 200, integers
-    status, floats = post_json(f"{model_server}/invocations", {"inputs": (pixels / 255.0).tolist()})
+    status, floats = post_json(f"{model_server.url}/invocations", {"inputs": (pixels / 255.0).tolist()})
     assert status == 200, floats
     names = [answer["class_name"] for answer in integers["predictions"]]
     assert names == [answer["class_name"] for answer in floats["predictions"]]
@@ -65,7 +69,7 @@ def _with(value) -> list:
 ], ids=["nan", "valid", "inf", "minus-inf", "minus-1", "256", "float-1.5", "shape-14x14", "flat-784", "ragged",
         "string", "strings"])
 def test_a_bad_input_gets_http_400_with_one_short_line_naming_the_expected_input(model_server, payload, problem):
-    status, answer = post_json(f"{model_server}/invocations", payload)
+    status, answer = post_json(f"{model_server.url}/invocations", payload)
     if problem is None:
         assert status == 200 and len(answer["predictions"]) == 1
         return
@@ -76,11 +80,14 @@ def test_a_bad_input_gets_http_400_with_one_short_line_naming_the_expected_input
 
 
 def test_a_thousand_images_in_one_request(model_server, test_images):
-    status, answer = post_json(f"{model_server}/invocations", {"inputs": test_images[0][:1000].tolist()})
+    status, answer = post_json(f"{model_server.url}/invocations", {"inputs": test_images[0][:1000].tolist()})
     assert status == 200 and len(answer["predictions"]) == 1000
 
 
 def test_mlflow_loads_both_flavors_and_the_input_example_is_valid_for_serving(registered_model, test_images):
+    from fmtrain.learning import backend
+
+    backend.use()  # this process's Keras stays on TensorFlow: the model, saved on JAX, loads on it
     mlflow.set_tracking_uri(registered_model.tracking_uri)
     try:
         from mlflow.models import validate_serving_input
@@ -97,6 +104,7 @@ def test_mlflow_loads_both_flavors_and_the_input_example_is_valid_for_serving(re
         assert np.allclose(np.array(served["probabilities"].tolist()), direct, atol=1e-6)
         info = mlflow.models.get_model_info(registered_model.model_uri)
         assert {"keras", "python_function"} <= set(info.flavors)
+        assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
         assert info.signature.outputs.input_names() == ["class_name", "class_index", "probabilities"]
     finally:
         mlflow.set_tracking_uri(None)
@@ -196,3 +204,109 @@ def test_a_model_registered_by_an_earlier_fmtrain_still_predicts_and_evaluates(s
         data.CLASS_NAMES[i] for i in expected.argmax(axis=1)]
     assert main(["evaluate", "--model_uri", "models:/older/1", "--data_dir", str(tiny_data_dir),
                  "--system_metrics", "0"]) == 0
+
+
+class Fmtrain02Flavor:
+    """How fmtrain 0.2 logged its models: the Keras flavor, whose python_function flavor names
+    fmtrain.tracking.serving as its loader."""
+
+    @staticmethod
+    def save_model(path, mlflow_model, keras_model, **kwargs):
+        from pathlib import Path
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        mlflow.keras.save_model(keras_model, path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.flavors["python_function"]["loader_module"] = "fmtrain.tracking.serving"
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def test_a_model_logged_by_fmtrain_0_2_loads_through_fmtrain_with_its_checked_input(store):
+    from mlflow.models import Model
+
+    from fmtrain.learning import backend, configs, model
+
+    backend.use()
+    keras_model = model.build_model(configs.DEFAULT)
+    mlflow.set_experiment("fashion-mnist")
+    with mlflow.start_run():
+        info = Model.log(None, name="early-stopping", flavor=Fmtrain02Flavor, keras_model=keras_model,
+                         pip_requirements=["keras"])
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 28, 28))
+    answer = loaded.predict(pixels)
+    expected = keras_model.predict(pixels.astype(np.float32) / 255.0, verbose=0)
+    assert answer["class_index"].tolist() == expected.argmax(axis=1).tolist()
+    assert answer["class_name"].tolist() == [data.CLASS_NAMES[i] for i in expected.argmax(axis=1)]
+    with pytest.raises(mlflow.exceptions.MlflowException) as refused:
+        loaded.predict(np.full((1, 28, 28), 300))
+    assert refused.value.message.startswith(EXPECTED) and "outside 0-255" in refused.value.message
+
+
+def test_the_run_chose_mlflows_experiment_and_the_model_requires_keras_and_its_backend_not_fmtrain(
+        registered_model):
+    client = mlflow.MlflowClient(registered_model.tracking_uri)
+    run = client.get_run(registered_model.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == registered_model.experiment == "chapter"
+    mlflow.set_tracking_uri(registered_model.tracking_uri)
+    try:
+        requirements = open(mlflow.pyfunc.get_model_dependencies(registered_model.model_uri)).read().split()
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert {r.split("==")[0] for r in requirements} == {"mlflow", "keras", "jax", "jaxlib", "numpy", "pandas"}
+    assert not [r for r in requirements if "fmtrain" in r]
+
+
+# Loads a model by URI and prints, as JSON, whether fmtrain can be imported here, the Keras
+# backend, whether TensorFlow was imported, and the probabilities for the images of a .npy.
+PROBE = """
+import importlib.util, json, sys
+import mlflow, numpy as np
+answer = mlflow.pyfunc.load_model(sys.argv[1]).predict(np.load(sys.argv[2]))
+import keras
+print(json.dumps({"fmtrain": importlib.util.find_spec("fmtrain") is not None, "backend": keras.backend.backend(),
+                  "tensorflow": "tensorflow" in sys.modules, "probabilities": answer["probabilities"].tolist()}))
+"""
+
+
+def test_the_model_predicts_as_in_fmtrains_environment_in_an_environment_of_its_own_requirements(
+        model_server, registered_model, test_images, tmp_path):
+    """The environment MLflow built to serve the model (uv, from the model's requirements): a
+    Python without fmtrain, and with no KERAS_BACKEND set; its answer is the one this process,
+    where fmtrain runs (on TensorFlow), gets."""
+    from fmtrain.learning import backend
+
+    (tmp_path / "probe.py").write_text(PROBE)
+    pixels = test_images[0][:20]
+    np.save(tmp_path / "images.npy", pixels)
+    env = dict(without_fmtrain(os.environ), MLFLOW_TRACKING_URI=registered_model.tracking_uri)
+    probe = start_process([model_server.python, tmp_path / "probe.py", registered_model.model_uri,
+                           tmp_path / "images.npy"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    out, err = probe.communicate(timeout=300)
+    assert probe.returncode == 0, err[-3000:]
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["fmtrain"] is False and found["backend"] == "jax" and found["tensorflow"] is False
+    backend.use()
+    mlflow.set_tracking_uri(registered_model.tracking_uri)
+    try:
+        here = mlflow.pyfunc.load_model(registered_model.model_uri).predict(pixels)
+    finally:
+        mlflow.set_tracking_uri(None)
+    # The same weights on two backends: the same classes, probabilities equal to float32 rounding.
+    np.testing.assert_allclose(found["probabilities"], np.array(here["probabilities"].tolist()), rtol=1e-4,
+                               atol=1e-6)
+    assert np.argmax(found["probabilities"], axis=1).tolist() == here["class_index"].tolist()
+
+
+def test_mlflow_generates_a_dockerfile_for_the_model(registered_model, tmp_path):
+    env = dict(without_fmtrain(os.environ), MLFLOW_TRACKING_URI=registered_model.tracking_uri)
+    done = start_process(["mlflow", "models", "generate-dockerfile", "-m", registered_model.model_uri,
+                          "-d", tmp_path / "image"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err[-3000:]
+    dockerfile = (tmp_path / "image" / "Dockerfile").read_text()
+    assert "COPY model_dir /opt/ml/model" in dockerfile and "fmtrain" not in dockerfile
+    model = tmp_path / "image" / "model_dir"
+    assert (model / "served_model.py").exists() and (model / "code" / "served_input.py").exists()
+    assert "fmtrain" not in (model / "requirements.txt").read_text()

@@ -63,7 +63,7 @@ class Story:
     serve_command: str
     parent: object  # mlflow Run
     children: dict  # child name (configuration/seed-N) -> mlflow Run
-    models: dict  # child name -> the id of the model it logged
+    models: dict  # child name -> the id of its final model
     best: str  # the best child's name
     version: object  # the registered ModelVersion
     evaluation: object  # the evaluation run of models:/fm@champion
@@ -106,7 +106,8 @@ def story(tmp_path_factory, real_data_dir) -> Story:
     assert sorted(children) == sorted(CHILDREN)
     models = {name: model.model_id for name, run in children.items()
               for model in client.search_logged_models(experiment_ids=[parent.info.experiment_id],
-                                                       filter_string=f"source_run_id = '{run.info.run_id}'")}
+                                                       filter_string=f"source_run_id = '{run.info.run_id}'")
+              if model.name == run.data.tags["fmtrain.config"]}  # the final model, not the best checkpoint
     assert sorted(models) == sorted(CHILDREN)
     (best,) = [name for name, run in children.items() if run.info.run_id == parent.data.tags["fmtrain.best_run_id"]]
     return Story(url.group(1), serve.group(1), parent, children, models, best,
@@ -422,11 +423,11 @@ def test_the_models_page_shows_final_metrics_and_the_registered_champion(page, s
     page.execute_script("arguments[0].scrollLeft = 0", viewport)
     registered = column("Registered models")
     assert value(story.best, registered) == "fm v1"
-    for key in ("val_loss", "final_val_loss", "final_val_accuracy", "stopped_epoch", "test_accuracy"):
+    for key in ("val_loss", "final_val_loss", "final_val_accuracy", "stopped_epoch", "accuracy_score"):
         index = column(key)
         for name in CHILDREN:
             shown = value(name, index)
-            if key == "test_accuracy":  # only the evaluated champion has test scores
+            if key == "accuracy_score":  # only the evaluated champion has test scores (MLflow's evaluator's)
                 assert (shown not in ("", "-")) == (name == story.best), (name, shown)
                 continue
             # The kept model's final value: its epoch's val_loss is final_val_loss, not epoch 0's.
@@ -456,8 +457,9 @@ def test_the_models_page_shows_final_metrics_and_the_registered_champion(page, s
     wait_for(page, f"//*[starts-with(normalize-space(), '{best_config}: val_loss {story.final(story.best):.4f}')]")
     test_line = " ".join(wait_for(page, "//p[strong[normalize-space()='Test set']]").text.split())
     scores = story.evaluation.data.metrics
-    assert test_line.endswith(f"evaluation run {story.evaluation.info.run_id}): loss {scores['test_loss']:.4f}, "
-                              f"accuracy {scores['test_accuracy']:.4f}, macro F1 {scores['test_macro_f1']:.4f}.")
+    assert test_line.endswith(f"evaluation run {story.evaluation.info.run_id}): accuracy "
+                              f"{scores['accuracy_score']:.4f}, F1 {scores['f1_score']:.4f}, "
+                              f"log loss {scores['log_loss']:.4f}.")
     save_screenshot(page, "ui-version.png")
 
 

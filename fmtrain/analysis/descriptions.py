@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fmtrain.analysis import tables
 from fmtrain.learning import configs
-from fmtrain.learning.scores import Scores
+from fmtrain.learning.scores import EvaluationScores, Scores
 
 
 def run_description(name: str, settings: dict, scores: Scores | None = None) -> str:
@@ -84,25 +84,30 @@ def sweep_description(configurations: list[str], settings: dict, table: str, bes
     return "\n".join(lines)
 
 
-def version_description(run_id: str, params: dict, scores: Scores, test: Scores | None = None,
+def version_description(run_id: str, params: dict, scores: Scores, test: EvaluationScores | None = None,
                         evaluation_run_id: str | None = None) -> str:
     """A registered model version: its configuration and scores, its source run, its chapter
     step, and its test scores once ``fmtrain evaluate`` has scored it."""
     name = params.get("config", "model")
     headline = f"{name}: {scores_text(scores)}"
     if test:
-        headline += f"; test accuracy {tables.number(test.test_accuracy)}"
+        headline += f"; test accuracy {tables.number(test.accuracy_score)}"
     lines = [headline + ".", "", f"From run `{run_id}`.", "", *story_lines(name, params)]
     if test:
         lines += ["", f"**Test set** (the 10,000 held-out images, evaluation run `{evaluation_run_id}`): "
-                      f"loss {tables.number(test.test_loss)}, accuracy {tables.number(test.test_accuracy)}, "
-                      f"macro F1 {tables.number(test.test_macro_f1)}."]
+                      f"{test_scores_text(test)}."]
     return "\n".join(lines)
 
 
-def evaluation_description(model_uri: str, test: Scores, version: str = "") -> str:
+def test_scores_text(test: EvaluationScores) -> str:
+    """An evaluation's headline scores: ``accuracy 0.8712, F1 0.8710, log loss 0.3555``."""
+    return (f"accuracy {tables.number(test.accuracy_score)}, F1 {tables.number(test.f1_score)}, "
+            f"log loss {tables.number(test.log_loss)}")
+
+
+def evaluation_description(model_uri: str, test: EvaluationScores, version: str = "") -> str:
     """An evaluation run: its test scores and the model it scored (``version``: which registered
     version that is, as ``NAME version N``)."""
-    return (f"test accuracy {tables.number(test.test_accuracy)}, loss {tables.number(test.test_loss)}, "
-            f"macro F1 {tables.number(test.test_macro_f1)} on the 10,000 held-out test images.\n\n"
-            f"Model: `{model_uri}`" + (f" ({version})." if version else "."))
+    return (f"Test {test_scores_text(test)} on the {test.example_count or 0:,} held-out test images (MLflow's "
+            "classifier evaluator: per-class metrics, confusion matrix, ROC and precision-recall curves "
+            f"in Artifacts).\n\nModel: `{model_uri}`" + (f" ({version})." if version else "."))

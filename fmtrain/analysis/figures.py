@@ -1,4 +1,5 @@
-"""Figures: learning curves, the sweep comparison, the confusion matrix, misclassified images.
+"""Figures: learning curves, the sweep comparison, an evaluation's ROC and precision-recall
+curves and misclassified images.
 
 Each function returns a matplotlib Figure built without pyplot (no global state, no display);
 the caller decides where it is saved or logged.
@@ -64,24 +65,6 @@ def comparison_figure(runs: Sequence[Mapping]) -> Figure:
     val_axes.set_ylabel("loss")
     if runs and len(runs) <= LEGEND_MOST:
         train_axes.legend(fontsize="small")
-    return figure
-
-
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
-    """A confusion matrix (rows true, columns predicted) with counts and class names."""
-    figure = Figure(figsize=(8, 7), layout="constrained")
-    axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes)
-    ticks = np.arange(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    threshold = matrix.max() / 2
-    for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
-                  color="white" if count > threshold else "black")
     return figure
 
 
@@ -232,16 +215,56 @@ def importance_figure(importances: Mapping[str, float]) -> Figure:
     return figure
 
 
-def evaluation_figures(evaluation, images: np.ndarray, labels: np.ndarray) -> dict:
-    """A test evaluation's figures (a learning.scoring.Evaluation): the confusion matrix and a grid of the first misclassified test images, by file name."""
-    from fmtrain.learning.classification_report import MISCLASSIFIED_SHOWN
+# The first misclassified test images an evaluation shows.
+MISCLASSIFIED_SHOWN = 24
+
+
+def class_curves_figure(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                        kind: str = "roc") -> Figure:
+    """Each class against the rest, from the class ``probabilities`` (n x classes) and integer
+    ``labels``: the ROC curve (``kind`` "roc": true against false positive rate) or the
+    precision-recall curve ("pr"), the area under each curve in the legend."""
+    from sklearn import metrics as skm
+
+    figure = Figure(figsize=(7.5, 6), layout="constrained")
+    axes = figure.add_subplot()
+    colors = iter(_palette(len(class_names)))
+    for index, name in enumerate(class_names):
+        truth, scores = labels == index, probabilities[:, index]
+        if kind == "roc":
+            x, y, _ = skm.roc_curve(truth, scores)
+            area = skm.auc(x, y)
+        else:
+            y, x, _ = skm.precision_recall_curve(truth, scores)
+            area = skm.average_precision_score(truth, scores)
+        axes.plot(x, y, color=next(colors), label=f"{name} ({area:.3f})")
+    if kind == "roc":
+        axes.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+        title, x_label, y_label = "ROC curves, one class against the rest (AUC)", "false positive rate", \
+            "true positive rate"
+    else:
+        title, x_label, y_label = ("precision-recall curves, one class against the rest (average precision)",
+                                   "recall", "precision")
+    axes.set_title(title)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower right" if kind == "roc" else "lower left")
+    return figure
+
+
+def evaluation_figures(probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray) -> dict:
+    """An evaluation's figures from its class ``probabilities`` beside the images and integer
+    labels, by name (as MLflow names its own plots): the ROC and precision-recall curves, and a
+    grid of the first misclassified test images."""
     from fmtrain.learning.data import CLASS_NAMES
 
-    wrong = np.flatnonzero(evaluation.predicted != labels)[:MISCLASSIFIED_SHOWN]
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)[:MISCLASSIFIED_SHOWN]
     return {
-        "confusion-matrix.png": confusion_figure(evaluation.confusion, CLASS_NAMES),
-        "misclassified.png": misclassified_figure(images[wrong], labels[wrong],
-                                                evaluation.predicted[wrong], CLASS_NAMES),
+        "roc_curve_plot": class_curves_figure(probabilities, labels, CLASS_NAMES, "roc"),
+        "precision_recall_curve_plot": class_curves_figure(probabilities, labels, CLASS_NAMES, "pr"),
+        "misclassified": misclassified_figure(images[wrong], labels[wrong], predicted[wrong], CLASS_NAMES),
     }
 
 

@@ -63,13 +63,6 @@ def settings_text(settings: Mapping[str, object], between: str = "=", rounded: b
     return ", ".join(f"{name}{between}{text(value)}" for name, value in settings.items())
 
 
-def per_class_csv(per_class) -> str:
-    """A test evaluation's per-class rows (learning.scoring.ClassScores) as CSV text."""
-    return csv_text(["class", "precision", "recall", "f1", "support"],
-                    [[row.name, number(row.precision, 6), number(row.recall, 6), number(row.f1, 6), row.support]
-                     for row in per_class])
-
-
 def history_csv(history: Mapping[str, Sequence[float]]) -> str:
     """Per-epoch values with an ``epoch`` column first (columns of unequal length padded empty)."""
     names = list(history)

@@ -23,6 +23,19 @@ from fmtrain.tracking import ledger
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # MLflow writes the experiment a command selects into MLFLOW_EXPERIMENT_ID, for the
+    # processes it starts: the next command called in this process chooses its own again.
+    chosen = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    try:
+        return _main(argv)
+    finally:
+        if chosen is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = chosen
+
+
+def _main(argv: list[str] | None) -> int:
     backend.quiet_loggers()
     ledger.begin()
     try:

@@ -69,8 +69,9 @@ def run_options(command):
                      help="folder with the four Fashion-MNIST IDX .gz files [default: "
                           "$FMTRAIN_DATA_DIR, then /usr/share/datasets/fashion-mnist]"),
         click.option("--experiment", metavar="NAME", default=None,
-                     help="MLflow experiment [default: fashion-mnist; under `mlflow run`, "
-                          "its --experiment-name]"),
+                     help="MLflow experiment [default: $MLFLOW_EXPERIMENT_NAME, else "
+                          "$MLFLOW_EXPERIMENT_ID, else fashion-mnist; under `mlflow run`, its "
+                          "--experiment-name]"),
         click.option("--quiet", is_flag=True, help="no Keras progress lines"),
     ]):
         command = decorator(command)

@@ -108,13 +108,16 @@ def ui_lines(link) -> list[str]:
 
 
 def evaluation_report(outcome) -> str:
-    """Two lines on an evaluation run (a workflows.evaluate.EvaluationOutcome)."""
-    resolved, scores = outcome.resolved, outcome.evaluation.scores
+    """Two lines on an evaluation run (a workflows.evaluate.EvaluationOutcome): the chapter's
+    argmax accuracy, then MLflow's scores."""
+    from fmtrain.analysis import descriptions
+
+    resolved, scores = outcome.resolved, outcome.scores
     version = f" ({resolved.name} version {resolved.version})" if resolved.name else ""
-    worst = min(outcome.evaluation.per_class, key=lambda row: row.f1)
+    worst = min(outcome.per_class, key=lambda row: row.f1)
     return (f"evaluated {resolved.uri}{version} on {outcome.test_size} test images: "
-            f"loss {scores.test_loss:.4f}, accuracy {scores.test_accuracy:.4f}, "
-            f"macro F1 {scores.test_macro_f1:.4f}\n"
+            f"argmax accuracy {outcome.accuracy:.4f}; MLflow's evaluator: "
+            f"{descriptions.test_scores_text(scores)}, ROC AUC {tables.number(scores.roc_auc)}\n"
             f"  hardest class: {worst.name} (F1 {worst.f1:.3f}); "
             f"evaluation run {outcome.run_id}")
 

@@ -59,6 +59,10 @@ def quiet_loggers() -> None:
     logging.getLogger("mlflow.system_metrics.system_metrics_monitor").setLevel(logging.ERROR)
     # Logging a model in an environment without pip (uv's) warns that pip has no version.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # Logging a model checks its input example; an evaluation names each of its steps, and warns
+    # of the extra metrics that its trial on one image does not compute.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.models.evaluation").setLevel(logging.ERROR)
     # Loading a run's model (`fmtrain evaluate --model_uri runs:/...`) would draw MLflow's
     # download progress bars, one redrawn line per file, on the terminal.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -143,8 +147,9 @@ def compiled_functions_kept(jax) -> None:
 
 
 def requirements(backend: str = DEFAULT_BACKEND) -> list[str]:
-    """pip requirements of a model saved on ``backend`` (besides keras), pinned as installed."""
+    """pip requirements of a model saved on ``backend``, pinned as installed: what its code
+    imports (Keras, the backend, numpy, pandas; MLflow adds itself), never fmtrain."""
     from importlib.metadata import version
 
-    packages = ("tensorflow",) if backend == "tensorflow" else ("jax", "jaxlib")
+    packages = ("keras", *(("tensorflow",) if backend == "tensorflow" else ("jax", "jaxlib")), "numpy", "pandas")
     return [f"{name}=={version(name)}" for name in packages]

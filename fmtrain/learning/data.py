@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmtrain.learning.served_input import CLASS_NAMES  # with the input rules each model carries
+
 ENV_VAR = "FMTRAIN_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -25,8 +27,6 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # Where Keras's loader downloads the four files from, the source of data it downloaded.
 KERAS_SOURCE = "keras.datasets.fashion_mnist"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

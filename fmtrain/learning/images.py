@@ -1,10 +1,9 @@
-"""Images a caller hands the model: checked and converted to what it was trained on.
+"""Images a caller hands the model: picture files and arrays, checked and converted to what it
+was trained on.
 
-The model reads 28x28 grayscale images as float32 in [0, 1], light clothing on a dark
-background. Callers hold either that (floats in [0, 1]) or what an image file holds (integers
-0-255, uint8); both are accepted and converted, anything else is refused with one line that
-names the expected input. Picture files (PNG, JPEG, any size) become such images through
-``picture``. Values in, values out: no MLflow, no Keras.
+The input rules themselves (28x28, floats in [0, 1] or integers 0-255, one line for anything
+else) are ``served_input``'s, the file each logged model carries. Picture files (PNG, JPEG, any
+size) become such images through ``picture``. Values in, values out: no MLflow, no Keras.
 """
 
 from __future__ import annotations
@@ -13,67 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmtrain.learning.data import CLASS_NAMES
+from fmtrain.learning.served_input import CLASS_NAMES, SIZE, ImageInputError, as_model_input
 
-SIZE = 28
-EXPECTED = ("expected 28x28 grayscale images, shape (n, 28, 28) or (28, 28), as floats in [0, 1] "
-            "or integers 0-255 (uint8)")
-
-
-class ImageInputError(ValueError):
-    """An input that is not images the model can read; the message is one line under 300
-    characters that names the expected input and what was wrong."""
-
-    def __init__(self, problem: str):
-        super().__init__(f"{EXPECTED}; got {problem}"[:299])
-
-
-def as_model_input(values) -> np.ndarray:
-    """``values`` (an array or nested lists) as float32 images in [0, 1], shape (n, 28, 28).
-
-    Integers (any integer dtype, or JSON numbers without a fraction) must lie in 0-255 and are
-    divided by 255; floats must lie in [0, 1]. Raises ImageInputError for text, NaN, infinite or
-    out-of-range values and any other shape.
-    """
-    array = _numeric(values)
-    shape = array.shape
-    if array.ndim == 2:
-        array = array[np.newaxis]
-    if array.ndim != 3 or array.shape[1:] != (SIZE, SIZE) or len(array) == 0:
-        raise ImageInputError(f"shape {shape}")
-    if array.dtype.kind in "iu":
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise ImageInputError(f"integers from {low} to {high}, outside 0-255")
-        return array.astype(np.float32) / np.float32(255.0)
-    if not np.isfinite(array).all():
-        bad = "NaN" if np.isnan(array).any() else "infinite values"
-        raise ImageInputError(bad)
-    low, high = float(array.min()), float(array.max())
-    if low < 0 or high > 1:
-        raise ImageInputError(f"floats from {low:g} to {high:g}, outside [0, 1] (integers 0-255 "
-                              "must be sent without a fraction)")
-    return array.astype(np.float32)
-
-
-def _numeric(values) -> np.ndarray:
-    """An array of integers or floats; object arrays (a served request's JSON) are re-read so
-    that numpy infers their type, ints staying ints."""
-    try:
-        array = np.asarray(values)
-        if array.dtype == object:
-            array = np.array(array.tolist())
-    except (ValueError, TypeError):  # nested lists of unequal lengths
-        raise ImageInputError("nested lists of unequal lengths (not a grid of pixels)") from None
-    if array.dtype.kind == "b":
-        raise ImageInputError("true/false values")
-    if array.dtype.kind not in "iuf":
-        raise ImageInputError(f"{_kind_name(array)} values")
-    return array
-
-
-def _kind_name(array: np.ndarray) -> str:
-    return {"U": "text", "S": "bytes", "O": "mixed"}.get(array.dtype.kind, str(array.dtype))
+__all__ = ["ImageInputError", "as_model_input", "picture", "read_images", "top_classes"]
 
 
 def picture(path: str | Path) -> np.ndarray:

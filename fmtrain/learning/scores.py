@@ -1,8 +1,9 @@
-"""The single scores a run logs, as one typed record.
+"""The single scores a run logs, as typed records: a training run's (``Scores``) and an
+evaluation's on the test images (``EvaluationScores``, ``ClassScores``).
 
-Training returns them and the store holds them as single metrics under the field names below;
-``Scores.from_metrics`` is the one place that reads those names, so the layers above read typed
-fields (``scores.final_val_loss``), never a metric by its string key.
+The store holds them as single metrics under the field names below; the ``from_metrics``
+constructors are the one place that reads those names, so the layers above read typed fields
+(``scores.final_val_loss``), never a metric by its string key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 WHOLE_NUMBERS = ("stopped_epoch", "best_epoch", "epochs_run")
 
@@ -33,9 +36,7 @@ class Scores:
     best_checkpoint_val_accuracy: float | None = None
     seconds_per_epoch: float | None = None
     fit_seconds: float | None = None
-    test_loss: float | None = None  # set by an evaluation on the 10,000 test images
-    test_accuracy: float | None = None
-    test_macro_f1: float | None = None
+    test_accuracy: float | None = None  # its model's, once evaluated (a report sets it)
 
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, float]) -> Scores:
@@ -55,3 +56,42 @@ class Scores:
     def get(self, name: str):
         """A score by its metric name (for tables that list scores by name); None if unknown."""
         return getattr(self, name, None)
+
+
+@dataclass(frozen=True)
+class EvaluationScores:
+    """An evaluation's scores on the test images, under the names of MLflow's classifier
+    evaluator (``mlflow.models.evaluate``); None where it logged none. Precision, recall and F1
+    are averaged over the classes weighted by their images: on the balanced test set (1,000
+    images per class) that is their plain (macro) mean."""
+
+    accuracy_score: float | None = None
+    f1_score: float | None = None
+    precision_score: float | None = None
+    recall_score: float | None = None
+    log_loss: float | None = None  # of the class probabilities (fmtrain's extra metric)
+    roc_auc: float | None = None  # one class against the rest, averaged (fmtrain's extra metric)
+    example_count: int | None = None
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, float]) -> EvaluationScores:
+        """The scores among an evaluation's ``metrics``; others are ignored."""
+        values = {field.name: metrics[field.name] for field in dataclasses.fields(cls) if field.name in metrics}
+        if values.get("example_count") is not None:
+            values["example_count"] = int(values["example_count"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """One class's row of an evaluation (MLflow's per-class metrics)."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+
+
+def argmax_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The chapter's accuracy: the share of images whose most probable class is their label."""
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))

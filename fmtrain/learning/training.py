@@ -23,6 +23,7 @@ from fmtrain.learning.data import Splits
 from fmtrain.learning.model import build_callbacks, build_model
 from fmtrain.learning.resumption import Resumption
 from fmtrain.learning.scores import Scores
+from fmtrain.learning.scores import argmax_accuracy as accuracy_of_probabilities
 from fmtrain.learning.trajectory import Trajectory, replay
 
 WHOLE_MODEL_FILE = "model-whole.keras"
@@ -193,8 +194,7 @@ def plain_steps(model: keras.Model) -> None:
 
 def argmax_accuracy(model: keras.Model, data: batches.Feed, labels: np.ndarray) -> float:
     """The chapter's check: mean of argmax(predict) == label, over the validation split."""
-    predicted = np.argmax(data.predict(model), axis=-1)
-    return float(np.mean(predicted == labels))
+    return accuracy_of_probabilities(data.predict(model), labels)
 
 
 def save_and_check(model, config, data: batches.Feed, y_val, workdir: Path, metrics: dict) -> dict[str, Path]:

@@ -33,15 +33,7 @@ class DataInput:
 def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
     """Log ``inputs`` (from ``source``, a ``Splits.source``) on the active run in one request;
     returns each context's digest."""
-    from mlflow.data.sources import LocalArtifactDatasetSource
-
-    location = data.source_location(source)
-    if location.startswith("https://"):
-        from mlflow.data.http_dataset_source import HTTPDatasetSource
-
-        origin = HTTPDatasetSource(location)
-    else:
-        origin = LocalArtifactDatasetSource(location)
+    origin = _origin(source)
     digests = {item.context: data.digest(item.images, item.labels) for item in inputs}
     datasets = [mlflow.data.from_numpy(item.images, targets=item.labels, source=origin,
                                        name=NAMES[item.context], digest=digests[item.context])
@@ -60,6 +52,26 @@ def log_data_inputs(source: str, inputs: list[DataInput]) -> dict[str, str]:
                 raise
     return digests
 
+
+def _origin(source: str):
+    """Where data came from (a ``Splits.source``), as MLflow's dataset source."""
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    location = data.source_location(source)
+    if location.startswith("https://"):
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+        return HTTPDatasetSource(location)
+    return LocalArtifactDatasetSource(location)
+
+
+def test_set(source: str, images: np.ndarray, labels: np.ndarray, targets: np.ndarray):
+    """The test set as the dataset ``mlflow.models.evaluate`` reads: one row of 784 pixels per
+    image, ``targets`` (one label per image) as its targets; the same name, source and digest
+    (of ``images`` and ``labels``) as the test set's dataset input (``log_data_inputs``), so
+    that the store keeps one dataset."""
+    return mlflow.data.from_numpy(images.reshape(len(images), -1), targets=targets, source=_origin(source),
+                                  name=NAMES[TEST], digest=data.digest(images, labels))
 
 
 def split_inputs(splits: data.Splits) -> list[DataInput]:

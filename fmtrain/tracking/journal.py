@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -42,10 +41,6 @@ def end_wait_seconds() -> float:
 
 
 JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
-
-
-class Waiting(Exception):
-    """Records of the run already wait in its journal: the next goes there too, in order."""
 
 
 def root() -> Path:
@@ -217,7 +212,8 @@ def _keep(journal: Journal, entry: dict, files: dict[str, Path] | None) -> None:
 
 def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
     """Carry out one record on the store: ``batch`` (metrics as [key, value, ms, step, model],
-    params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``) or
+    params, tags), ``artifact`` (``file`` into ``path``), ``model`` (a saved Keras ``file``: the run's final model,
+    or with ``final`` false its best checkpoint) or
     ``end`` (``status`` and the ending's ``tags``)."""
     client = MlflowClient()
     here = journal.folder if journal is not None else Path(".")
@@ -235,8 +231,10 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
     elif kind == "artifact":
         client.log_artifact(run_id, entry["file"], entry.get("path"))
     elif kind == "model":
-        model_id = _log_keras_model(run_id, entry)
-        if journal is not None:
+        from fmtrain.tracking import logged_models
+
+        model_id = logged_models.log_from_journal(run_id, entry)
+        if journal is not None and entry.get("final", True):  # the final model, not its checkpoint
             journal.model_id = model_id
     elif kind == "end":
         tags = [RunTag(k, v) for k, v in entry.get("tags", [])]
@@ -247,36 +245,6 @@ def apply(run_id: str, entry: dict, journal: Journal | None = None) -> None:
         client.set_terminated(run_id, entry["status"])
     else:
         raise ValueError(f"unknown journal entry {kind!r}")
-
-
-def _log_keras_model(run_id: str, entry: dict) -> str:
-    """Log the model a record keeps, once: a model of the same name that the run holds READY
-    already (this record replayed before, its mark lost) is the one."""
-    import keras
-    import numpy as np
-    from mlflow.entities import LoggedModelStatus
-
-    from fmtrain.tracking import serving
-
-    run = MlflowClient().get_run(run_id)
-    for found in MlflowClient().search_logged_models(
-            [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{entry['name']}'"):
-        if found.status == LoggedModelStatus.READY:
-            return found.model_id
-
-    model = keras.saving.load_model(entry["file"])
-    example = np.load(entry["example"])
-    active = mlflow.active_run()
-    started = active is None or active.info.run_id != run_id
-    if started:
-        store.reopen(run_id)
-    try:
-        info = serving.log_classifier(model, example, entry["requirements"], name=entry["name"],
-                                      step=entry["step"])
-    finally:
-        if started:
-            mlflow.end_run("RUNNING")  # the run's end is the journal's own last entry
-    return info.model_id
 
 
 def pending_runs() -> list[Journal]:

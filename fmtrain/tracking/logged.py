@@ -1,4 +1,5 @@
-"""What a run records: params, metrics, artifacts, figures, the logged model and descriptions."""
+"""What a run records: params, metrics, artifacts, figures, its models (through the journal;
+what a model is: ``logged_models``) and descriptions."""
 
 from __future__ import annotations
 
@@ -7,16 +8,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 from mlflow.tracking import MlflowClient
 
 from fmtrain.learning import configs
-from fmtrain.tracking import journal
+from fmtrain.tracking import journal, logged_models
 from fmtrain.tracking.names import (
     BEST_CONFIG_TAG,
     BEST_TAG,
     DESCRIPTION_TAG,
-    PER_CLASS_FILE,
     RESUMED_RUN_TAG,
     SWEEP_CSV,
     SWEEP_FIGURE,
@@ -27,7 +26,7 @@ from fmtrain.tracking.names import (
 # the kept model's scores under the names the runs table and the sweep's summary use, and when
 # training stopped. The others describe the run (timings, reload checks, epochs) or another model
 # (the best checkpoint). The model gets its epoch's loss, accuracy, val_loss and val_accuracy
-# from MLflow itself (see log_model).
+# from MLflow itself (see logged_models.log_models).
 KEPT_MODEL_METRICS = ("final_val_loss", "final_val_accuracy", "stopped_epoch")
 
 
@@ -147,44 +146,53 @@ class LoggedModel:
     model_id: str
 
 
-def log_model(model, example, requirements: list[str], *, name: str, step: int) -> LoggedModel:
-    """Log the kept Keras model as the run's one MLflow model: the keras flavor, and the
-    ``python_function`` flavor that serves it (``tracking.serving``), with signature and
-    ``example`` (a few images) as input example.
+def log_models(final: logged_models.ModelToLog, checkpoint: logged_models.ModelToLog | None, example, requirements: list[str],
+               backend: str) -> LoggedModel:
+    """Log the run's final model and its best checkpoint (``checkpoint``, if it kept one), with
+    ``example`` (a few images) as input example; returns the final one.
 
-    ``name`` is what the experiment's Models page lists and what ``runs:/RUN_ID/NAME`` loads;
-    ``step`` is the epoch whose weights the model holds. Call it right after training: MLflow
-    links every metric the run holds at ``step`` to the model (with its default step, 0, the
-    Models page showed the first epoch's loss as the model's), and at this point those are that
-    epoch's loss, accuracy, val_loss and val_accuracy. The keras flavor saves the native
-    ``.keras`` file, which loads on any Keras backend, so a model trained on TensorFlow serves
-    on JAX and back.
+    Call it right after training: MLflow links every metric the run holds at a model's step
+    to it, and at this point those are that epoch's loss, accuracy, val_loss and val_accuracy.
+    When the store cannot be reached, the models wait in the run's journal, logged when it is
+    replayed. Each is logged once (``logged_models.log_classifier``).
     """
-    from fmtrain.tracking import serving
+    import mlflow
+
     from fmtrain.tracking.store import fail_fast
 
     run_id = mlflow.active_run().info.run_id
-    try:
-        if journal.opened_journal(run_id).pending:  # the store is away: no time-outs to wait
-            raise journal.Waiting(run_id)
-        with fail_fast():
-            # Explicit requirements skip MLflow's slow inference (it re-imports the model in a
-            # subprocess).
-            info = serving.log_classifier(model, example, requirements, name=name, step=step)
-        return LoggedModel(info.model_uri, info.model_id)
-    except Exception as error:
-        if not (isinstance(error, journal.Waiting) or journal.is_outage(error)):
-            raise
-    # The store is away: the model waits in the run's journal, logged as this when replayed.
+    # Records of the run already waiting in its journal: the models go there too, in order,
+    # with no time-outs spent on a store known to be away.
+    logged, away = None, journal.opened_journal(run_id).pending
+    for model in [final] + ([checkpoint] if checkpoint else []):
+        if not away:
+            try:
+                with fail_fast():
+                    # Explicit requirements skip MLflow's slow inference (it re-imports the model
+                    # in a subprocess).
+                    model_id = logged_models.log_classifier(model, example, requirements, backend, run_id)
+                logged = logged or LoggedModel(f"models:/{model_id}", model_id)
+                continue
+            except Exception as error:
+                if not journal.is_outage(error):
+                    raise
+                away = True
+        _keep_in_journal(run_id, model, example, requirements, backend, final=model is final)
+        logged = logged or LoggedModel(f"(in the journal of run {run_id}, until `fmtrain sync {run_id}`)",
+                                       journal.JOURNAL_MODEL)
+    return logged
+
+
+def _keep_in_journal(run_id: str, model: logged_models.ModelToLog, example, requirements: list[str], backend: str,
+                     *, final: bool) -> None:
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="fmtrain-model-") as folder:
-        model.save(Path(folder) / "model.keras")
         np.save(Path(folder) / "example.npy", example)
-        journal.write(run_id, {"op": "model", "name": name, "step": step, "requirements": requirements},
-                      files={"file": Path(folder) / "model.keras", "example": Path(folder) / "example.npy"})
-    return LoggedModel(f"(in the journal of run {run_id}, until `fmtrain sync {run_id}`)",
-                       journal.JOURNAL_MODEL)
+        journal.write(run_id, {"op": "model", "name": model.name, "step": model.step, "final": final,
+                               "requirements": requirements, "backend": backend},
+                      files={"file": model.keras_file, "example": Path(folder) / "example.npy"})
+
 
 
 def describe_run(run_id: str, text: str) -> None:
@@ -233,28 +241,6 @@ def log_search(run_id: str, *, texts: dict[str, str], figures: dict, metrics: di
         log_figure(run_id, figure, name)
     log_batch(run_id, metrics, params=params, tags={BEST_TAG: best_run_id} if best_run_id else {})
     describe_run(run_id, description)
-
-
-def log_evaluation(run_id: str, metrics: dict[str, float], per_class_csv: str, figures: dict,
-                   model_id: str | None = None) -> list[str]:
-    """Log test-set results on ``run_id``, linked to the logged model ``model_id`` if known
-    (the experiment's Models page then shows them beside its validation metrics). Returns what
-    could not be done: a model that this user may read but not edit keeps its metrics unlinked."""
-    from fmtrain.tracking.store_errors import Fault, classify
-
-    warnings = []
-    try:
-        log_batch(run_id, metrics, model_id=model_id)
-    except Exception as error:
-        if model_id is None or classify(error) is not Fault.FORBIDDEN:
-            raise
-        log_batch(run_id, metrics)
-        warnings.append(f"the test metrics are not linked to the logged model {model_id} (this user "
-                        "may not edit it); the evaluation run holds them")
-    log_text(run_id, per_class_csv, PER_CLASS_FILE)
-    for file_name, figure in figures.items():
-        log_figure(run_id, figure, file_name)
-    return warnings
 
 
 def log_report(run_id: str, file_name: str, markdown: str, figures: dict) -> None:

@@ -5,6 +5,9 @@ The floor of the tracking package: it imports nothing, so every other module can
 
 DEFAULT_EXPERIMENT = "fashion-mnist"
 CHAMPION_ALIAS = "champion"
+# The name of a run's best checkpoint among its logged models (its final model has its
+# configuration's name).
+CHECKPOINT_MODEL = "best-checkpoint"
 
 # Tags fmtrain sets on runs.
 CONFIG_TAG = "fmtrain.config"
@@ -40,11 +43,10 @@ PRUNED_TAG = "fmtrain.tune.pruned"
 PRUNED_EPOCH_TAG = "fmtrain.tune.pruned_epoch"
 STOPPED_BY_TAG = "fmtrain.tune.stopped_by"
 
-# Artifacts of a sweep's parent run and of an evaluation run.
+# Artifacts of a sweep's parent run.
 SWEEP_FIGURE = "sweep-val-loss.png"
 SWEEP_CSV = "sweep-summary.csv"
 SWEEP_MD = "sweep-summary.md"
-PER_CLASS_FILE = "per-class-metrics.csv"
 
 # Each open run's tag refreshed while its process lives (Unix seconds), so that runs left
 # RUNNING by a process that died (SIGKILL, power loss, out of memory) can be found.

@@ -120,7 +120,8 @@ def running_runs(experiment: str | None = None) -> list[RunRecord]:
 
 
 def test_accuracies(run_ids: list[str]) -> dict[str, float]:
-    """Test accuracy of each run whose model an evaluation run scored (the latest evaluation)."""
+    """Test accuracy of each run whose model an evaluation run scored (the latest evaluation):
+    MLflow's accuracy_score, or test_accuracy in an evaluation by fmtrain 0.2."""
     client = MlflowClient()
     found: dict[str, float] = {}
     wanted = set(run_ids)
@@ -128,7 +129,8 @@ def test_accuracies(run_ids: list[str]) -> dict[str, float]:
         return found
     experiments = _experiment_ids(client)  # evaluations go anywhere
     for run in search_all(experiments, "params.source_run_id != 'none'", client):
-        source = run.data.params.get("source_run_id")
-        if source in wanted and "test_accuracy" in run.data.metrics:
-            found[source] = run.data.metrics["test_accuracy"]
+        source, metrics = run.data.params.get("source_run_id"), run.data.metrics
+        accuracy = metrics.get("accuracy_score", metrics.get("test_accuracy"))
+        if source in wanted and accuracy is not None:
+            found[source] = accuracy
     return found

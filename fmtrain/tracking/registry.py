@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from fmtrain.tracking import logged_models
 from fmtrain.tracking.names import CHAMPION_ALIAS, CONFIG_TAG
 
 __all__ = ["CHAMPION_ALIAS", "RegistryError", "ResolvedModel", "register", "resolve"]
@@ -41,13 +42,14 @@ class ResolvedModel:
 
 
 def register(run_id: str, name: str, alias: str | None = None):
-    """Register the model logged by ``run_id`` as a new version of ``name``; point ``alias`` at it.
+    """Register the final model logged by ``run_id`` (not its best checkpoint) as a new version
+    of ``name``; point ``alias`` at it.
 
     Returns the new ModelVersion. Raises RegistryError for an unknown run or a run without model.
     """
     client = MlflowClient()
     run = get_run(run_id)
-    models = logged_models(run)
+    models = logged_models.final_models(run_id)
     if not models:
         raise RegistryError(f"run {run_id} has no logged model to register")
     # The logged model's own URI (models:/m-...): the version keeps its link to the run, and
@@ -61,14 +63,6 @@ def register(run_id: str, name: str, alias: str | None = None):
     return version
 
 
-def logged_models(run) -> list:
-    """The models a run logged, oldest first (fmtrain logs one, named after its configuration)."""
-    found = MlflowClient().search_logged_models(
-        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'",
-        order_by=[{"field_name": "creation_timestamp", "ascending": True}])
-    return list(found)
-
-
 def describe_version(name: str, version: str, text: str) -> None:
     """Set the Markdown the registry shows as the version's description."""
     MlflowClient().update_model_version(name, version, description=text)
@@ -80,10 +74,10 @@ def resolve(model_uri: str) -> ResolvedModel:
     client = MlflowClient()
     if match := re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri):
         run = get_run(match.group(1))
-        models = {model.name: model.model_id for model in logged_models(run)}
+        models = {model.name: model.model_id for model in logged_models.run_models(run.info.run_id)}
         name = match.group(2).split("/")[0]
         if models and name not in models:  # a run without logged models may hold MLflow 2's
-            raise RegistryError(f"run {run.info.run_id} has no model {name!r}; its model: "
+            raise RegistryError(f"run {run.info.run_id} has no model {name!r}; its models: "
                                 + ", ".join(f"runs:/{run.info.run_id}/{n}" for n in models))
         return ResolvedModel(model_uri, run_id=run.info.run_id, model_id=models.get(name))
     if match := re.fullmatch(r"models:/([^/@]+)@([^/]+)", model_uri):
@@ -126,7 +120,3 @@ def _latest(client: MlflowClient, name: str) -> int:
     versions = client.search_model_versions(f"name = '{name}'")
     return max((int(v.version) for v in versions), default=0)
 
-
-def load_keras_model(model_uri: str):
-    """Load a logged model back as a Keras model through MLflow (on the current backend)."""
-    return mlflow.keras.load_model(model_uri)

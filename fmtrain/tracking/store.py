@@ -32,11 +32,13 @@ def tracking_uri() -> str:
 
 def open_store(experiment: str | None = None, *, select: bool = True,
                experiment_id: str | None = None) -> None:
-    """Check that the store can be used and (with ``select``) select the experiment for new runs.
+    """Check that the store can be used and (with ``select``) select the experiment for new runs:
+    ``experiment`` (``--experiment``) when given, else as MLflow chooses it (``_chosen``).
 
     Under ``mlflow run`` the run and its experiment exist already and are kept. Raises
-    StoreError, in one line naming the store, when it cannot be created, written or reached.
-    ``experiment_id`` selects an existing experiment by id (a resumed sweep's).
+    StoreError, in one line naming the store, when it cannot be created, written or reached,
+    and for a deleted experiment. ``experiment_id`` selects an existing experiment by id (a
+    resumed sweep's).
     """
     # MLflow logs every database error with its traceback (70 lines) before raising it; the
     # error itself reaches the person as one line.
@@ -51,7 +53,7 @@ def open_store(experiment: str | None = None, *, select: bool = True,
         elif experiment_id is not None:
             location = mlflow.set_experiment(experiment_id=experiment_id).artifact_location
         elif select:
-            found = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+            found = _chosen(experiment)
             # Losing a race to create the experiment (several processes starting at once in a
             # new one), set_experiment returns it without making it the active experiment, and
             # the runs would go to the Default one (where a server's users may not write).
@@ -60,6 +62,38 @@ def open_store(experiment: str | None = None, *, select: bool = True,
             MlflowClient().search_experiments(max_results=1)
             return
     _probe_artifact_location(location)
+
+
+def _chosen(experiment: str | None):
+    """The experiment new runs go to, created when a name is new: ``experiment`` when given,
+    else MLflow's variables with MLflow's own rules (``MLFLOW_EXPERIMENT_NAME``, which
+    ``MLFLOW_EXPERIMENT_ID`` must match when both are set; else ``MLFLOW_EXPERIMENT_ID``, which
+    must exist), else fashion-mnist. A deleted one is a StoreError naming it."""
+    from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
+
+    client = MlflowClient()
+    name = experiment or MLFLOW_EXPERIMENT_NAME.get()
+    given_id = None if experiment else MLFLOW_EXPERIMENT_ID.get()
+    if name:
+        found = client.get_experiment_by_name(name)
+        if found is not None and given_id and given_id != found.experiment_id:
+            raise StoreError(f"MLFLOW_EXPERIMENT_ID is {given_id}, but experiment {name!r} "
+                             f"(MLFLOW_EXPERIMENT_NAME) has id {found.experiment_id}; unset one of them")
+    elif given_id:
+        try:
+            found = client.get_experiment(given_id)
+        except MlflowException as error:
+            if classify(error) is not Fault.MISSING and error.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            raise StoreError(f"MLFLOW_EXPERIMENT_ID is {given_id}, but {tracking_uri()} has no experiment "
+                             "with that id; unset it or set it to an existing experiment's") from None
+    else:
+        name, found = DEFAULT_EXPERIMENT, client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise StoreError(f"experiment {found.name!r} (id {found.experiment_id}) is deleted; restore it "
+                         f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) or "
+                         "choose another with --experiment")
+    return found or mlflow.set_experiment(name)
 
 
 def _probe_artifact_location(location: str) -> None:

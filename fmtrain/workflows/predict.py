@@ -6,11 +6,7 @@ through its ``python_function`` flavor, the one ``mlflow models serve`` answers 
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
-
-import numpy as np
 
 from fmtrain.learning import backend, images
 
@@ -29,17 +25,11 @@ def predict(model_uri: str, paths: list[str], *, top: int = 3) -> list[Predictio
     Raises ValueError naming a file that cannot be read or a model that cannot be found.
     """
     batch, sources = images.read_images(paths)
-    from fmtrain.tracking import registry, serving, store
+    from fmtrain.tracking import logged_models, registry, store
 
     store.open_store()
     resolved = registry.resolve(model_uri)
     backend.use(backend.DEFAULT_BACKEND)
-    model = serving.load_classifier(resolved.uri)
-    # A model logged by fmtrain before its served flavor named classes answers bare probabilities
-    # (and draws Keras's progress bar).
-    with contextlib.redirect_stdout(io.StringIO()):
-        answer = model.predict(batch)
-    probabilities = (np.array(answer["probabilities"].tolist()) if hasattr(answer, "columns")
-                     else np.asarray(answer))
+    probabilities = logged_models.class_probabilities(logged_models.load_classifier(resolved.uri), batch)
     return [Prediction(source, images.top_classes(row, top))
             for source, row in zip(sources, probabilities, strict=True)]

@@ -69,15 +69,15 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
     its state (``workflows.resume`` checks that it may).
     Raises RunEnded naming the run when training or logging fails or a signal stops it.
     """
-    keras = backend.use(config.backend)
+    backend.use(config.backend)
     from fmtrain.analysis import figures, tables
     from fmtrain.learning import training
     from fmtrain.learning.resumption import Resumption
-    from fmtrain.tracking import datasets, logged, runs
+    from fmtrain.tracking import datasets, logged, logged_models, runs
     from fmtrain.tracking import state_artifacts as states
     from fmtrain.tracking.records import Labels
 
-    requirements = [f"keras=={keras.__version__}", *backend.requirements(config.backend)]
+    requirements = backend.requirements(config.backend)
     settings = config.to_params()
     labels = dataclasses.replace(labels or Labels(), config=name,
                                  epochs_from=following[0] if following else None, register_as=register_as)
@@ -101,9 +101,12 @@ def train_run(config: TrainConfig, name: str, splits: data.Splits, *, register_a
                                     gates=gates, stop_guard=signals.soft_stop, record=record,
                                     replaying=following[1] if following else None, resumption=resumption)
             signals.check()
-            # The model first: MLflow links it to the metrics its epoch already holds.
-            model = logged.log_model(result.model, splits.x_val[:2], requirements,
-                                     name=name, step=result.kept_epoch)
+            # The models first: MLflow links each to the metrics its epoch already holds.
+            checkpoint = result.files.get("best_checkpoint")
+            model = logged.log_models(
+                logged_models.ModelToLog(result.files["whole_model"], name, result.kept_epoch),
+                logged_models.checkpoint_model(checkpoint, result.best_epoch) if checkpoint else None,
+                splits.x_val[:2], requirements, config.backend)
             signals.check()
             curves = {f"{metric}-curve.png": figures.curve_figure(result.history, metric)
                        for metric in CURVES}
