@@ -3,8 +3,10 @@
 # (a stock Debian Python refuses system-wide pip installs). Idempotent; run as root or with sudo
 # available, from anywhere. Then: . .venv/bin/activate
 #
-#   bash scripts/setup.sh           what the main job needs: the Fashion-MNIST files (Debian's
-#                                   dataset-fashion-mnist) and fmtrain with its runtime packages
+#   bash scripts/setup.sh           what the main job and the fast path need: the Fashion-MNIST
+#                                   files (Debian's dataset-fashion-mnist) and fmtrain with its
+#                                   runtime packages, JAX (the fast backend) and Ray (parallel
+#                                   local workers)
 #   bash scripts/setup.sh --tests   and what the tests drive: Chromium and its driver (the MLflow
 #                                   UI in a browser), PostgreSQL and curl (scripts/team.sh), and the
 #                                   extras for the tests, JAX, Ray and the team server (SeaweedFS's
@@ -42,6 +44,6 @@ python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/n
 if $tests; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,jax,ray,team]"
 else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[jax,ray]"
 fi
 echo "fmtrain is set up in $(pwd)/.venv; enter it with: . .venv/bin/activate"
