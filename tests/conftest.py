@@ -175,9 +175,14 @@ _STARTED: list = []
 
 @pytest.fixture(autouse=True)
 def _started_processes_ended():
-    """After each test, SIGKILL the process group of every process it started that still runs."""
+    """Before each test, no experiment chosen by the environment: MLflow's set_experiment, called
+    in this process by an earlier test's fixture, writes MLFLOW_EXPERIMENT_ID for the processes
+    it starts, and a later test's processes would inherit an id of another store. After each
+    test, SIGKILL the process group of every process it started that still runs."""
     import signal
 
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
     yield
     while _STARTED:
         popen = _STARTED.pop()

@@ -260,7 +260,7 @@ def test_a_members_run_is_in_the_bucket_as_the_server_serves_it_and_gc_removes_i
     run_files, model_files = key_prefix(run.info.artifact_uri), key_prefix(model.artifact_location)
     in_bucket = {"run": objects(stack, run_files), "model": objects(stack, model_files)}
     assert {"loss-curve.png", "accuracy-curve.png", "model-whole.keras", "history.csv"} <= set(in_bucket["run"])
-    assert {"MLmodel", "data/model.keras", "requirements.txt"} <= set(in_bucket["model"])
+    assert {"MLmodel", "artifacts/model.keras", "requirements.txt"} <= set(in_bucket["model"])
     served = {"run": mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "run")),
               "model": mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location,
                                                             dst_path=str(tmp_path / "model"))}
