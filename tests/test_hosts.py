@@ -1,0 +1,189 @@
+"""Hosts that share no disk (tests/hosts.py): a head host runs docs/team.md's store (PostgreSQL,
+SeaweedFS, the MLflow server with basic auth and artifacts in the bucket) and the Ray head, a
+worker host a Ray node, each on its own namespace address, with its own /tmp and home. A sweep
+and a search started on the head train on both hosts, their files read back through the server
+and from the bucket.
+
+Every command, the test's own reads included, runs inside a host: no traffic leaves the hosts'
+switch. Everything ends with the hosts (their processes killed by pid, their /tmp gone).
+"""
+
+import json
+import os
+import re
+import secrets
+import shlex
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hosts import Hosts
+
+from conftest import PROJECT, REAL_DATA
+
+PORTS = dict(PGPORT="5432", S3_PORT="8333", MLFLOW_PORT="5000", RAY_PORT="6379")
+BUCKET = "bucket"
+TEAM_SH = str(PROJECT / "scripts" / "team.sh")  # run from each host's home, where its Ray workers start
+# The head notices a node that stopped answering in about 5 x (1 s + 2 s): Ray's GCS health check
+# settings, read from the head's environment (RAY_health_check_*).
+HEALTH_CHECKS = dict(RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="2000",
+                     RAY_health_check_failure_threshold="5")
+SMALL = ["--limit", "3000", "--backend", "jax", "--quiet", "--data_dir", str(REAL_DATA)]
+# Ray prefixes each worker's lines with its task, process and (on another node) address.
+WORKER_LINE = re.compile(r"\((\S+) pid=(\d+)(?:, ip=([^)]*))?\) ")
+
+
+@dataclass
+class Cluster:
+    hosts: Hosts
+    head: str
+    worker: str
+    admin: dict  # the administrator's environment on the head (team.sh's settings)
+    member: dict  # alice's environment, on either host
+    bucket: dict  # the bucket's endpoint and keys, as `up` printed them (for the administrator)
+
+    def run(self, host: str, argv: list[str], env: dict | None = None, timeout: float = 600, **kwargs):
+        return self.hosts.run(host, argv, env=env or self.member, timeout=timeout, **kwargs)
+
+    def fmtrain(self, host: str, *argv: str, env: dict | None = None, timeout: float = 600):
+        return self.run(host, ["fmtrain", *argv], env=env, timeout=timeout)
+
+    def query(self, code: str, *args: str, host: str | None = None):
+        """``code`` run as alice on ``host`` (the head), with ``client`` an MlflowClient and
+        ``args`` as ``sys.argv[1:]``; returns what it printed as JSON."""
+        script = "import json, sys\nfrom mlflow.tracking import MlflowClient\nclient = MlflowClient()\n" + \
+            textwrap.dedent(code)
+        done = self.run(host or self.head, ["python", "-c", script, *args])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def on(self, host: str, path: str) -> Path:
+        """``path`` of ``host``'s own /tmp, read from outside it (its root, through /proc)."""
+        return Path(f"/proc/{self.hosts.init_pids[host]}/root{path}")
+
+
+def carried() -> dict:
+    """What the hosts' commands keep of this process's environment: the checkout that pytest
+    imports fmtrain from (PYTHONPATH), so that every host runs the same fmtrain."""
+    return {name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    hosts = Hosts(2).up()
+    head, worker = hosts.names
+    address = hosts.address(head)
+    token, password = secrets.token_hex(32), secrets.token_hex(12)
+    admin = hosts.environment(
+        **PORTS, **carried(), **HEALTH_CHECKS, TEAM="/tmp/team", S3_HOST=address, MLFLOW_HOST=address,
+        RAY_HEAD=address, FMTRAIN_S3_BUCKET=BUCKET, MLFLOW_WORKERS="2", RAY_CPUS="1",
+        MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+        MEMBER_PASSWORD=password, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", FMTRAIN_JOURNAL_DIR="/tmp/journal")
+    member = hosts.environment(
+        **carried(), MLFLOW_TRACKING_URI=f"http://{address}:{PORTS['MLFLOW_PORT']}", MLFLOW_TRACKING_USERNAME="alice",
+        MLFLOW_TRACKING_PASSWORD=password, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+        RAY_ADDRESS=f"{address}:{PORTS['RAY_PORT']}", FMTRAIN_JOURNAL_DIR="/tmp/journal",
+        FMTRAIN_STORE_WAIT_SECONDS="5")
+    try:
+        up = hosts.run(head, ["bash", "-c", f"{TEAM_SH} up alice && {TEAM_SH} ray-head"], env=admin,
+                       timeout=900)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        node = hosts.run(worker, [TEAM_SH, "ray-node"], env={**admin, "TEAM": "/tmp/node"}, timeout=600)
+        assert node.returncode == 0, node.stdout[-3000:] + node.stderr[-3000:]
+        bucket = {}
+        for line in up.stdout.splitlines():
+            if line.startswith("export AWS_"):
+                bucket.update(word.split("=", 1) for word in shlex.split(line)[1:])
+        yield Cluster(hosts, head, worker, admin, member, bucket)
+    finally:
+        hosts.down()
+
+
+def test_every_host_imports_this_checkout(cluster):
+    for host in (cluster.head, cluster.worker):
+        done = cluster.run(host, ["python", "-c", "import fmtrain, socket; print(fmtrain.__file__, socket.gethostname())"])
+        assert done.stdout.split() == [str(PROJECT / "fmtrain" / "__init__.py"), host], done.stderr
+
+
+# Read on the head as alice: each run of an experiment (its status, tags and files), each file's
+# bytes as the server serves it and as the bucket holds it (boto3 with the administrator's keys).
+RUNS = """
+import hashlib, os, tempfile, boto3
+experiment = client.get_experiment_by_name(sys.argv[1])
+s3 = boto3.client("s3", endpoint_url=sys.argv[2], aws_access_key_id=sys.argv[3],
+                  aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+found = []
+for run in client.search_runs([experiment.experiment_id]):
+    files = {}
+    prefix = run.info.artifact_uri.split("mlflow-artifacts:/", 1)[1].lstrip("/")
+    for item in client.list_artifacts(run.info.run_id):
+        if item.is_dir:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            served = open(client.download_artifacts(run.info.run_id, item.path, folder), "rb").read()
+        try:
+            stored = s3.get_object(Bucket=sys.argv[5], Key=f"{prefix}/{item.path}")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            stored = b""
+        files[item.path] = [digest(served), digest(stored)]
+    steps = {key: [m.step for m in client.get_metric_history(run.info.run_id, key)] for key in ("loss", "val_loss")}
+    found.append(dict(id=run.info.run_id, name=run.info.run_name, status=run.info.status, tags=run.data.tags,
+                      metrics=run.data.metrics, files=files, steps=steps))
+print(json.dumps(found))
+"""
+
+
+def runs_of(cluster: Cluster, experiment: str) -> list[dict]:
+    bucket = cluster.bucket
+    return cluster.query(RUNS, experiment, bucket["AWS_ENDPOINT_URL"], bucket["AWS_ACCESS_KEY_ID"],
+                         bucket["AWS_SECRET_ACCESS_KEY"], bucket["FMTRAIN_S3_BUCKET"])
+
+
+def server_log(cluster: Cluster) -> str:
+    """The end of the MLflow server's log on the head, for a failure's message."""
+    return cluster.on(cluster.head, "/tmp/team/mlflow.log").read_text()[-4000:]
+
+
+def host_of(run: dict) -> str:
+    """The host whose process trained the run, from its tags."""
+    return run["tags"]["fmtrain.process"].rpartition(":")[0]
+
+
+def complete(run: dict) -> bool:
+    """Every file of the run is an object in the bucket, the bytes the server serves."""
+    return all(served == stored for served, stored in run["files"].values())
+
+
+def test_a_sweep_on_the_head_trains_its_children_on_both_hosts(cluster):
+    done = cluster.fmtrain(cluster.head, "sweep", "--configs", "adam,rmsprop-val", "--workers", "2", "--epochs", "2",
+                           *SMALL, "--experiment", "sweep")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + server_log(cluster)
+    runs = runs_of(cluster, "sweep")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r["tags"]]
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == parent["id"]]
+    assert sorted(r["name"] for r in children) == ["adam", "rmsprop-val"]
+    assert sorted(host_of(r) for r in children) == sorted([cluster.head, cluster.worker])
+    for run in children:
+        assert run["status"] == "FINISHED" and run["steps"] == {"loss": [0, 1], "val_loss": [0, 1]}
+        assert {"model-whole.keras", "history.csv"} <= set(run["files"]), run["files"]
+        assert any(path.endswith(".png") for path in run["files"]), run["files"]
+        assert complete(run), run["files"]
+
+
+def test_a_search_on_the_head_trains_its_trials_on_both_hosts(cluster):
+    done = cluster.fmtrain(cluster.head, "tune", "--trials", "2", "--max-concurrent", "2", "--epochs", "2", *SMALL,
+                           "--experiment", "search")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = runs_of(cluster, "search")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r["tags"]]
+    trials = [r for r in runs if r["tags"].get("mlflow.parentRunId") == parent["id"]]
+    assert sorted(r["tags"]["fmtrain.tune.trial"] for r in trials) == ["0", "1"]
+    assert sorted(host_of(r) for r in trials) == sorted([cluster.head, cluster.worker])
+    for run in (parent, *trials):
+        assert run["status"] == "FINISHED" and "fmtrain.error" not in run["tags"]
+        assert complete(run), run["files"]
+
