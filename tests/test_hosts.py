@@ -2,7 +2,9 @@
 SeaweedFS, the MLflow server with basic auth and artifacts in the bucket) and the Ray head, a
 worker host a Ray node, each on its own namespace address, with its own /tmp and home. A sweep
 and a search started on the head train on both hosts, their files read back through the server
-and from the bucket.
+and from the bucket. Last, the worker's cable is cut under a child it trains: the child's run
+waits in the worker's own journal while the head notices the node lost and continues the run on
+a live worker from its last epoch in the store.
 
 Every command, the test's own reads included, runs inside a host: no traffic leaves the hosts'
 switch. Everything ends with the hosts (their processes killed by pid, their /tmp gone).
@@ -13,14 +15,16 @@ import os
 import re
 import secrets
 import shlex
+import signal
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hosts import Hosts
 
-from conftest import PROJECT, REAL_DATA
+from conftest import PROJECT, REAL_DATA, Process
 
 PORTS = dict(PGPORT="5432", S3_PORT="8333", MLFLOW_PORT="5000", RAY_PORT="6379")
 BUCKET = "bucket"
@@ -187,3 +191,41 @@ def test_a_search_on_the_head_trains_its_trials_on_both_hosts(cluster):
         assert run["status"] == "FINISHED" and "fmtrain.error" not in run["tags"]
         assert complete(run), run["files"]
 
+
+def test_a_child_whose_host_is_cut_off_journals_there_and_goes_on_on_the_head(cluster):
+    """Last: the worker's cable stays cut (the hosts end after it). Its child keeps training there,
+    its records in the worker's own journal; the head notices the node lost in seconds, and the
+    child's run continues on the head from its last epoch in the store, each epoch once."""
+    sweep = ["fmtrain", "sweep", "--configs", "adam,rmsprop-val", "--workers", "2", "--epochs", "8",
+             *[arg for arg in SMALL if arg != "--quiet"], "--experiment", "cut"]
+    job = Process(cluster.hosts.command(cluster.head, sweep), env=cluster.member)
+    try:
+        while True:  # the child the worker trains, once two of its epochs are in the store
+            found = WORKER_LINE.search(job.expect("Epoch 3/8", timeout=300))
+            if found and found.group(3) == cluster.hosts.address(cluster.worker):
+                name = found.group(1)
+                break
+        cluster.hosts.cut(cluster.worker)
+        cut = time.monotonic()
+        again = job.expect(f"{name}: its worker died; Ray runs it again here", timeout=300)
+        noticed = time.monotonic() - cut
+        run_id = re.search(r"and run (\w+) goes on", again).group(1)
+        journal = cluster.on(cluster.worker, f"/tmp/journal/{run_id}/journal.jsonl")
+        deadline = time.monotonic() + 120
+        while not journal.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)  # polling the worker's own disk for its journal
+        journaled = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+        assert job.wait(timeout=600) == 0, "\n".join(job.lines[-20:] + job.err[-20:])
+    finally:
+        if job.popen.poll() is None:
+            os.killpg(job.popen.pid, signal.SIGKILL)
+    print(f"the head continued the child {noticed:.1f} s after the cut")
+    assert any(entry["op"] == "batch" and entry.get("metrics") for entry in journaled), journaled
+    runs = {run["id"]: run for run in runs_of(cluster, "cut")}
+    continued = runs[run_id]
+    assert continued["status"] == "FINISHED" and "fmtrain.error" not in continued["tags"]
+    assert host_of(continued) == cluster.head
+    (resume,) = json.loads(continued["tags"]["fmtrain.resumes"])
+    assert resume["from_epoch"] >= 2, resume
+    assert continued["steps"] == {"loss": list(range(8)), "val_loss": list(range(8))}  # each epoch once
+    assert complete(continued), continued["files"]
