@@ -27,8 +27,9 @@ class NodeWatch:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray = ray
-        # The queue lives on this process's node, which stays as long as the engine does.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        # The queue lives on this process's node, which stays as long as the engine does (placed
+        # anywhere else, it would die with a lost node, and the sweep with it).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.node_of: dict[object, str] = {}
         self._checked = 0.0
