@@ -2,9 +2,12 @@
 SeaweedFS, the MLflow server with basic auth and artifacts in the bucket) and the Ray head, a
 worker host a Ray node, each on its own namespace address, with its own /tmp and home. A sweep
 and a search started on the head train on both hosts, their files read back through the server
-and from the bucket. Last, the worker's cable is cut under a child it trains: the child's run
-waits in the worker's own journal while the head notices the node lost and continues the run on
-a live worker from its last epoch in the store.
+and from the bucket. SeaweedFS killed under a run on the worker: its files wait in the worker's
+journal, `fmtrain reap` on the head says where, `fmtrain sync` on the worker completes it. Last,
+the worker's cable is cut under a child it trains: the child's run waits in the worker's own
+journal while the head notices the node lost and continues the run on a live worker from its
+last epoch in the store; plugged back, `fmtrain sync` on the worker skips every epoch the
+continued run holds.
 
 Every command, the test's own reads included, runs inside a host: no traffic leaves the hosts'
 switch. Everything ends with the hosts (their processes killed by pid, their /tmp gone).
@@ -192,6 +195,49 @@ def test_a_search_on_the_head_trains_its_trials_on_both_hosts(cluster):
         assert complete(run), run["files"]
 
 
+STATUS = """
+run = client.get_run(sys.argv[1])
+print(json.dumps(dict(status=run.info.status, tags=run.data.tags)))
+"""
+
+
+def test_a_run_whose_bucket_dies_waits_in_its_journal_until_sync(cluster):
+    """SeaweedFS killed under a run on the worker: its files wait in the worker's journal, the
+    run never FINISHED without them; reap on the head says where the journal waits; SeaweedFS
+    started again, `fmtrain sync` on the worker completes the run."""
+    train = ["fmtrain", "train", "--config", "adam", "--epochs", "6",
+             *[arg for arg in SMALL if arg != "--quiet"], "--experiment", "outage"]
+    job = Process(cluster.hosts.command(cluster.worker, train), env=cluster.member)
+    try:
+        job.expect("Epoch 3/6", timeout=300)
+        killed = cluster.run(cluster.head, ["bash", "-c", 'kill -KILL -- "-$(cat /tmp/team/s3.pid)"'], env=cluster.admin)
+        assert killed.returncode == 0, killed.stderr
+        assert job.wait(timeout=600) == 1, "\n".join(job.lines[-20:] + job.err[-20:])
+    finally:
+        if job.popen.poll() is None:
+            os.killpg(job.popen.pid, signal.SIGKILL)
+    (line,) = job.err[-1:]
+    run_id = re.search(r"fmtrain: error: run (\w+) \(adam\) ran to its end, but .* its records wait in "
+                       r"/tmp/journal/(\w+): run `fmtrain sync \2` once the store is back", line).group(1)
+    waiting = cluster.query(STATUS, run_id)
+    assert waiting["status"] == "RUNNING"  # never FINISHED without its files
+    assert waiting["tags"]["fmtrain.journal.waits"] == f"{cluster.worker}:/tmp/journal/{run_id}"
+    reaped = cluster.fmtrain(cluster.head, "reap", "--stale-after", "0", "--experiment", "outage", "--yes")
+    assert reaped.returncode == 0, reaped.stderr[-3000:]
+    assert f"{run_id}  adam  its journal waits on host {cluster.worker} in /tmp/journal/{run_id}: " \
+           f"`fmtrain sync {run_id}` there ends it, not reap" in reaped.stdout, reaped.stdout
+    assert cluster.query(STATUS, run_id)["status"] == "RUNNING"
+
+    again = cluster.run(cluster.head, [TEAM_SH, "s3"], env=cluster.admin)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    synced = cluster.fmtrain(cluster.worker, "sync", run_id)
+    assert synced.returncode == 0, synced.stdout[-3000:] + synced.stderr[-3000:]
+    assert "the run is FINISHED" in synced.stdout, synced.stdout
+    (run,) = [run for run in runs_of(cluster, "outage") if run["id"] == run_id]
+    assert run["status"] == "FINISHED" and run["steps"] == {"loss": list(range(6)), "val_loss": list(range(6))}
+    assert {"model-whole.keras", "history.csv"} <= set(run["files"]) and complete(run), run["files"]
+    assert not cluster.on(cluster.worker, f"/tmp/journal/{run_id}").exists()
+
 def test_a_child_whose_host_is_cut_off_journals_there_and_goes_on_on_the_head(cluster):
     """Last: the worker's cable stays cut (the hosts end after it). Its child keeps training there,
     its records in the worker's own journal; the head notices the node lost in seconds, and the
@@ -229,3 +275,20 @@ def test_a_child_whose_host_is_cut_off_journals_there_and_goes_on_on_the_head(cl
     assert resume["from_epoch"] >= 2, resume
     assert continued["steps"] == {"loss": list(range(8)), "val_loss": list(range(8))}  # each epoch once
     assert complete(continued), continued["files"]
+
+    # Plugged back, the worker's journal is synced there: none of the epochs that the continued
+    # run holds is written again, nor its tags or end.
+    cluster.hosts.plug(cluster.worker)
+    journaled = [json.loads(line) for line in journal.read_text().splitlines()]  # its training ended meanwhile
+    epochs = {metric[3] for entry in journaled if entry["op"] == "batch" for metric in entry.get("metrics", [])
+              if metric[0] == "loss"}
+    assert epochs and max(epochs) == 7, epochs  # it trained on to its last epoch, into its journal
+    synced = cluster.fmtrain(cluster.worker, "sync", run_id)
+    assert synced.returncode == 0, synced.stdout[-3000:] + synced.stderr[-3000:]
+    assert f"run {run_id}: skipped {len(epochs)} epoch(s)" in synced.stdout, synced.stdout
+    assert "the run is FINISHED" in synced.stdout, synced.stdout
+    after = {run["id"]: run for run in runs_of(cluster, "cut")}[run_id]
+    assert after["steps"] == continued["steps"] and after["metrics"] == continued["metrics"]
+    assert after["status"] == "FINISHED" and host_of(after) == cluster.head and "fmtrain.error" not in after["tags"]
+    assert after["files"] == continued["files"]
+    assert not cluster.on(cluster.worker, f"/tmp/journal/{run_id}").exists()
