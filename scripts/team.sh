@@ -47,6 +47,10 @@ FMTRAIN_S3_BUCKET=${FMTRAIN_S3_BUCKET:-mlflow}
 RAY_PORT=${RAY_PORT:-6379}
 RAY_HEAD=${RAY_HEAD:-127.0.0.1}
 RAY_CPUS=${RAY_CPUS:-2}
+# Where this machine's own commands reach the server: the address it listens on (loopback for
+# 0.0.0.0).
+SERVER_LOCAL=$MLFLOW_HOST
+[ "$SERVER_LOCAL" != 0.0.0.0 ] || SERVER_LOCAL=127.0.0.1
 
 say() { echo "team: $*"; }
 die() { echo "team: error: $*" >&2; exit 1; }
@@ -277,7 +281,7 @@ server_start() {
     --workers "$MLFLOW_WORKERS" >"$TEAM/mlflow.log" 2>&1 </dev/null &
   echo $! >"$TEAM/mlflow.pid"
   # A new database: MLflow creates its tables first (about a minute).
-  wait_started mlflow 600 "the MLflow server on port $MLFLOW_PORT" curl -sf "http://127.0.0.1:$MLFLOW_PORT/health"
+  wait_started mlflow 600 "the MLflow server on port $MLFLOW_PORT" curl -sf "http://$SERVER_LOCAL:$MLFLOW_PORT/health"
   say "MLflow server ready on http://$MLFLOW_HOST:$MLFLOW_PORT, artifacts in s3://$FMTRAIN_S3_BUCKET" \
     "(pid $(cat "$TEAM/mlflow.pid"), log $TEAM/mlflow.log)"
 }
@@ -287,7 +291,7 @@ add_user() {
   local name=${1:?usage: team.sh user NAME (password in MEMBER_PASSWORD)}
   [ -n "${MEMBER_PASSWORD:-}" ] || die "set MEMBER_PASSWORD (the new member's password)"
   MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD" python3 -W ignore - \
-    "http://127.0.0.1:$MLFLOW_PORT" "$name" <<'EOF'
+    "http://$SERVER_LOCAL:$MLFLOW_PORT" "$name" <<'EOF'
 import os, sys
 import mlflow.server
 from mlflow.exceptions import MlflowException
@@ -312,7 +316,7 @@ export_line() {
 }
 
 up() {
-  local member=${1:-} host=$MLFLOW_HOST
+  local member=${1:-} host=$SERVER_LOCAL
   [ -n "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" ] || die "set MLFLOW_AUTH_ADMIN_PASSWORD (the admin's password)"
   [ -n "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ] || die "set MLFLOW_FLASK_SERVER_SECRET_KEY (any long random string)"
   [ -z "$member" ] || [ -n "${MEMBER_PASSWORD:-}" ] || die "set MEMBER_PASSWORD ($member's password)"
@@ -324,7 +328,6 @@ up() {
   [ -f "$TEAM/basic_auth.ini" ] || write_ini
   server_start
   [ -z "$member" ] || add_user "$member"
-  [ "$host" != 0.0.0.0 ] || host=127.0.0.1
   read_s3_keys
   say "the member's environment, then the bucket's (for an administrator):"
   if [ -n "$member" ]; then
@@ -341,7 +344,7 @@ up() {
 # mlflow-artifacts: URIs, which it deletes through the server (which holds the S3 keys).
 gc() {
   [ -n "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" ] || die "set MLFLOW_AUTH_ADMIN_PASSWORD (the admin's password)"
-  MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT MLFLOW_TRACKING_USERNAME=admin \
+  MLFLOW_TRACKING_URI=http://$SERVER_LOCAL:$MLFLOW_PORT MLFLOW_TRACKING_USERNAME=admin \
     MLFLOW_TRACKING_PASSWORD=$MLFLOW_AUTH_ADMIN_PASSWORD \
     mlflow gc --backend-store-uri "postgresql+psycopg://postgres@127.0.0.1:$PGPORT/mlflow" "$@"
 }

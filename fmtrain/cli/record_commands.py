@@ -139,6 +139,9 @@ def sync_command(run_id, every):
         click.echo(f"run {done.run_id}: {done.records} record(s) replayed; the run is {done.status}"
                    + ("" if done.status != "RUNNING" else
                       " (its process left before its end: `fmtrain reap --yes` ends it)"))
+        if done.skipped_epochs or done.skipped:
+            click.echo(f"run {done.run_id}: skipped {done.skipped_epochs} epoch(s) and {done.skipped} other record(s) "
+                       "that the run, continued elsewhere, already holds")
         for where in done.torn:
             click.echo(f"fmtrain: warning: {where} was cut short (its process died, or its disk filled, "
                        "while writing it); the record was left out", err=True)

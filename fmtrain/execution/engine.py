@@ -19,10 +19,9 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from fmtrain.errors import Stopped, WorkerDied, one_line
-from fmtrain.execution import raystart, signals
+from fmtrain.execution import node_watch, raystart, signals, worker_task
 
 # Measured on a 2-core machine (docs/benchmark.md): two workers of one thread each
 # train the chapter's sweep sooner than one process of two threads, with the same losses.
@@ -116,16 +115,6 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def pin(cores: tuple[int, ...]) -> None:
-    """Keep this process to ``cores``: every thread it has (a reused worker's thread pools
-    included) and, by inheritance, every thread it starts."""
-    tasks = Path("/proc/self/task")
-    for thread in (tasks.iterdir() if tasks.is_dir() else []):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(thread.name), cores)
-    os.sched_setaffinity(0, cores)
-
-
 def thread_environment(threads: int) -> dict[str, str]:
     """Variables that hold TensorFlow, oneDNN/OpenMP and XLA (JAX) to ``threads`` threads; a
     worker's framework reads them when it is imported, which happens inside the worker."""
@@ -183,6 +172,8 @@ class RayEngine:
         self.ray, self.placement = raystart.connect(placement), placement
         self.env = {**env, **thread_environment(placement.threads)}
         self.setup, self.max_retries = setup, max_retries
+        # On a cluster, a task whose node is lost is noticed in seconds (node_watch).
+        self.watch = node_watch.NodeWatch(self.ray) if placement.address else None
 
     def run(self, function: Callable, jobs: Iterable, shared, label: Callable | None = None) -> Iterator[Outcome]:
         """Submit the jobs, at most ``workers`` at a time, and yield each outcome as it completes.
@@ -196,16 +187,23 @@ class RayEngine:
         before this returns.
         """
         ray = self.ray
-        task = ray.remote(_in_worker)
+        task = ray.remote(worker_task.run_job)
         # Ray runs a task again only when its worker died, never when the function raised.
         options = dict(num_cpus=self.placement.threads, max_retries=self.max_retries, retry_exceptions=False,
                        runtime_env={"env_vars": self.env})
         shared_ref = ray.put(shared)
         source = iter(jobs)
-        running: dict = {}
+        running: dict = {}  # each running task's (index, job)
         cores_of: dict = {}  # each running task's cores (on this machine), free again when it ends
         received: list[int] = []
-        count, exhausted = 0, False
+        count, exhausted, again = 0, False, {}  # again: how often each index was submitted anew
+
+        def submit(index, job):
+            pinned, name = self._free_cores(cores_of.values()), label(job) if label else f"job-{index}"
+            report = (self.watch.queue, (index, again.get(index, 0))) if self.watch else None
+            ref = task.options(name=name, **options).remote(function, job, shared_ref, pinned, self.setup, report)
+            running[ref], cores_of[ref] = (index, job), pinned
+
         with signals.recorded(received):
             try:
                 while True:
@@ -214,10 +212,7 @@ class RayEngine:
                         if job is _END:
                             exhausted = True
                             break
-                        pinned = self._free_cores(cores_of.values())
-                        name = label(job) if label else f"job-{count}"
-                        ref = task.options(name=name, **options).remote(function, job, shared_ref, pinned, self.setup)
-                        running[ref], cores_of[ref] = (count, job), pinned
+                        submit(count, job)
                         count += 1
                     if not running:
                         break
@@ -228,6 +223,14 @@ class RayEngine:
                         cores_of.pop(ref, None)
                         index, job = running.pop(ref)
                         yield self._outcome(index, job, ref)
+                    for ref in self._on_lost_nodes(running, again):  # cancelled: its job again, or lost
+                        cores_of.pop(ref, None)
+                        index, job = running.pop(ref)
+                        if again[index] > self.max_retries:
+                            yield Outcome(index, job, error=WorkerDied(
+                                f"its Ray node was lost ({self.max_retries} retries spent)"))
+                        else:
+                            submit(index, job)
                 if received:  # during the consumer's work on the last outcome
                     raise Stopped(received[0])
             finally:
@@ -243,6 +246,19 @@ class RayEngine:
         held = {core for cores in taken if cores for core in cores}
         free = [core for core in sorted(os.sched_getaffinity(0)) if core not in held]
         return tuple(free[:self.placement.threads]) or None
+
+    def _on_lost_nodes(self, running: dict, again: dict) -> list:
+        """The running tasks whose node Ray marked dead, each cancelled and counted in ``again``."""
+        if self.watch is None:
+            return []
+        keys = {(index, again.get(index, 0)): ref for ref, (index, _) in running.items()}
+        lost = [keys[key] for key in self.watch.lost(keys)]
+        for ref in lost:
+            self.ray.cancel(ref, force=True)
+            index = running[ref][0]
+            self.watch.forget((index, again.get(index, 0)))
+            again[index] = again.get(index, 0) + 1
+        return lost
 
     def _outcome(self, index: int, job, ref) -> Outcome:
         exceptions = self.ray.exceptions
@@ -276,22 +292,6 @@ class RayEngine:
             ray.wait(left, num_returns=len(left), timeout=30)
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
         self.ray.shutdown()
-
-
-def _in_worker(function: Callable, job, shared, pinned: tuple[int, ...] | None = None,
-               setup: Callable[[], None] | None = None):
-    """A Ray task: the workflow's function, with signals handled as by the command line, so that a
-    cancel (a Ctrl-C in the worker) stops training at the end of a step and ends the run.
-
-    ``pinned``: the cores this worker process keeps to while the task runs. XLA's and
-    TensorFlow's idle threads spin on every core they may use: two unpinned workers on two cores
-    train an epoch about three times slower than two pinned ones (docs/benchmark.md).
-    ``setup``: the workflow's own preparation of the worker (naming its node in its records).
-    """
-    if setup is not None:
-        setup()
-    if pinned:
-        pin(pinned)
-    with signals.signals_handled():
-        return function(job, shared)

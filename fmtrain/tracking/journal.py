@@ -7,21 +7,30 @@ directory (``$FMTRAIN_JOURNAL_DIR`` when set), and training goes on. At the next
 ``probe_seconds()``, and when the run ends, the journal is replayed in order, with the original steps
 and timestamps; the run ends only once it is. A journal that the process could not replay before
 it left stays on disk for ``fmtrain sync``; the run stays RUNNING in the store meanwhile.
+A replay writes to a run that another process took over only what ``tracking.replay`` allows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from fmtrain.tracking import replay as replays
 from fmtrain.tracking import store, store_errors
-from fmtrain.tracking.names import ERROR_TAG
+from fmtrain.tracking.names import ERROR_TAG, JOURNAL_WAITS_TAG
+
+
+def _here() -> str:
+    """This process as a run's ``fmtrain.process`` tag names it (``host:pid``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def probe_seconds() -> float:
@@ -40,6 +49,7 @@ def end_wait_seconds() -> float:
     return float(os.environ.get("FMTRAIN_STORE_WAIT_SECONDS", "60"))
 
 
+_ONE_SHORT_TRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
 JOURNAL_MODEL = "@journal"  # a metric's model: the one this journal logs when replayed
 
 
@@ -60,6 +70,7 @@ class Journal:
         self.run_id, self.folder = run_id, folder or root() / run_id
         self.model_id: str | None = None  # the model this journal's replay logged
         self.torn: list[int] = []  # lines (1-based) cut short by a process that died writing them
+        self.last = replays.Replay(run_id)  # how the last replay went (records skipped, who holds the run)
         self._last_try = 0.0
         self._wait = probe_seconds()
 
@@ -104,7 +115,8 @@ class Journal:
         about = self.folder / "about.json"
         if not about.exists():
             about.write_text(json.dumps({"run_id": self.run_id, "tracking_uri": store.tracking_uri(),
-                                         "since": time.time()}))
+                                         "since": time.time(), "process": _here()}))
+            self._announce()
         with open(self.lines, "a+b") as handle:
             if handle.seek(0, os.SEEK_END):
                 handle.seek(-1, os.SEEK_END)
@@ -116,6 +128,18 @@ class Journal:
                 os.fsync(handle.fileno())
             except OSError as error:
                 raise _named(error, self.folder) from None
+
+    def _announce(self) -> None:
+        """Tell the run, if the server answers (its artifact store may be what failed), where its
+        journal waits; one short try, never in the way of training."""
+        saved = {name: os.environ.get(name) for name in _ONE_SHORT_TRY}
+        os.environ.update(_ONE_SHORT_TRY)
+        try:
+            with contextlib.suppress(Exception):
+                MlflowClient().set_tag(self.run_id, JOURNAL_WAITS_TAG, f"{socket.gethostname()}:{self.folder}")
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name) if value is None else os.environ.update({name: value})
 
     def keep_file(self, path: str | Path, name: str | None = None) -> str:
         """A copy of ``path`` in the journal; returns its path relative to the folder."""
@@ -137,9 +161,21 @@ class Journal:
         applying it again changes nothing (a replay killed between a record and its mark)."""
         entries, done = self._entries(), self._done()
         with store.fail_fast():
+            try:  # who holds the run now: a run taken over gets only what it lacks (tracking.replay)
+                self.last = replays.plan(self.run_id, self.writer(), _here()) if done < len(entries) else self.last
+            except Exception as error:
+                if is_outage(error):
+                    self.tried()
+                    return False
+                raise
+            if self.last.fenced:  # another process holds the run now: nothing goes to it from here
+                self.tried()
+                return False
             for index in range(done, len(entries)):
                 try:
-                    apply(self.run_id, entries[index], self)
+                    entry = self.last.trim(entries[index])
+                    if entry is not None:
+                        apply(self.run_id, entry, self)
                 except Exception as error:
                     if is_outage(error):
                         self.tried()
@@ -148,6 +184,11 @@ class Journal:
                 self._mark(index + 1)
         self._last_try, self._wait = time.monotonic(), probe_seconds()
         return True
+
+    def writer(self) -> str | None:
+        """``host:pid`` of the process that wrote the journal (None for an older fmtrain's)."""
+        about = self.folder / "about.json"
+        return json.loads(about.read_text()).get("process") if about.exists() else None
 
     def tried(self) -> None:
         """The store was just tried, and did not answer: the next try waits twice as long as the

@@ -20,7 +20,15 @@ import psutil
 from mlflow.tracking import MlflowClient
 
 from fmtrain.tracking import journal, ledger, store
-from fmtrain.tracking.names import CORES_TAG, ERROR_TAG, HOST_TAG, JOURNAL_TAG, PROCESS_TAG, START_TAG
+from fmtrain.tracking.names import (
+    CORES_TAG,
+    ERROR_TAG,
+    HOST_TAG,
+    JOURNAL_TAG,
+    JOURNAL_WAITS_TAG,
+    PROCESS_TAG,
+    START_TAG,
+)
 from fmtrain.tracking.records import Cause, Ending, RunRecord
 
 # Four missed heartbeats (every 30 s): long enough that a live but busy process is never
@@ -120,6 +128,12 @@ def unsynced_journal(record: RunRecord) -> Path | None:
         if journal.Journal(record.run_id, place).pending:
             return place
     return None
+
+
+def journal_elsewhere(record: RunRecord) -> tuple[str, str] | None:
+    """(host, folder) of the journal the run's process started on another host, or None."""
+    host, _, folder = record.tags.get(JOURNAL_WAITS_TAG, "").partition(":")
+    return (host, folder) if host and host != socket.gethostname() else None
 
 
 def end_left_open(run_id: str, status: str, ending: Ending, name: str = "",

@@ -61,6 +61,9 @@ HOST_TAG = "fmtrain.process.host"
 START_TAG = "fmtrain.process.start"
 # Where the run's journal is kept while the store is away (host:folder), for `fmtrain sync`.
 JOURNAL_TAG = "fmtrain.journal"
+# Set when the run's journal is first used (host:folder): its records wait on that host, for
+# `fmtrain sync` there (reap, on another host, says so rather than ending the run).
+JOURNAL_WAITS_TAG = "fmtrain.journal.waits"
 # The cores the process may run on when it opened the run (a parallel sweep pins its workers).
 CORES_TAG = "fmtrain.process.cores"
 

@@ -4,7 +4,8 @@ SIGKILL, a power cut or the out-of-memory killer leave no chance to end a run. E
 refreshes its heartbeat tag while its process lives, so a RUNNING run whose heartbeat is old
 belongs to a process that is gone; so does one whose process is proven gone (the same machine
 or container, and no process of its pid and start time). A run whose records wait in a journal
-on this host (the store was away) is not ended: `fmtrain sync` ends it.
+on this host (the store was away), or on the host its tags name, is not ended: `fmtrain sync`
+there ends it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def reap(experiment: str | None = None, stale_after: float | None = None, act: b
         if folder is not None:
             waiting.append(f"{run.run_id}  {run.name}  its records wait in journal {folder}: "
                            f"`fmtrain sync {run.run_id}` ends it, not reap")
+        elif (elsewhere := lost_runs.journal_elsewhere(run.record)) is not None:
+            waiting.append(f"{run.run_id}  {run.name}  its journal waits on host {elsewhere[0]} in {elsewhere[1]}: "
+                           f"`fmtrain sync {run.run_id}` there ends it, not reap")
         else:
             stale.append(run)
     if act:

@@ -19,6 +19,8 @@ class Synced:
     records: int
     status: str
     torn: list[str]  # the records cut short (``FILE line N``), left out
+    skipped_epochs: int = 0  # epochs left out: the run, continued by another process, holds them
+    skipped: int = 0  # other records left out for that reason (its files, model, tags, end)
 
 
 def sync(run_id: str | None = None, every: bool = False) -> list[Synced]:
@@ -42,9 +44,13 @@ def sync(run_id: str | None = None, every: bool = False) -> list[Synced]:
         store.get_run(found.run_id)  # a run of this store: ValueError naming it otherwise
         records = found.count()
         if not found.replay():
+            if found.last.fenced:
+                raise ValueError(f"run {found.run_id} went on in process {found.last.owner}, which still runs it; "
+                                 f"sync its journal ({found.folder}) once that run has ended")
             raise ValueError(f"tracking store {store.tracking_uri()} cannot be reached; the journal "
                              f"of run {found.run_id} still waits in {found.folder}")
         torn = [f"{found.lines} line {number}" for number in found.torn]
         found.remove()
-        synced.append(Synced(found.run_id, records, store.get_run(found.run_id).info.status, torn))
+        synced.append(Synced(found.run_id, records, store.get_run(found.run_id).info.status, torn,
+                             len(found.last.skipped_steps), found.last.skipped))
     return synced
