@@ -158,8 +158,9 @@ def fmtrain_here(argv, *, env: dict | None = None, cwd=None):
 # The files that take longest, longest first (their times in a run of the whole suite: 395 s
 # down to 83 s). pytest-xdist hands whole files to its workers in collection order, so with these
 # first the workers end together, not one of them running a long file alone at the end.
-LONGEST_FIRST = ("test_team.py", "test_tune.py", "test_record.py", "test_faults.py", "test_resume.py",
-                 "test_parallel.py", "test_ui.py", "test_trajectory.py", "test_registry.py",
+LONGEST_FIRST = ("test_team.py", "test_hosts.py", "test_outages.py", "test_resume_search.py", "test_ui.py",
+                 "test_resume_sweeps.py", "test_faults.py", "test_record.py", "test_tune.py", "test_resume.py",
+                 "test_backends.py", "test_parallel.py", "test_trajectory.py", "test_registry.py",
                  "test_serving.py", "test_logged_models.py", "test_packaging.py")
 
 
