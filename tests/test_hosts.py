@@ -83,7 +83,7 @@ def cluster():
     address = hosts.address(head)
     token, password = secrets.token_hex(32), secrets.token_hex(12)
     admin = hosts.environment(
-        **PORTS, **carried(), **HEALTH_CHECKS, TEAM="/tmp/team", S3_HOST=address, MLFLOW_HOST=address,
+        **PORTS, **carried(), **HEALTH_CHECKS, TEAM="/tmp/team", WEED_VOLUME_MB="64", S3_HOST=address, MLFLOW_HOST=address,
         RAY_HEAD=address, FMTRAIN_S3_BUCKET=BUCKET, MLFLOW_WORKERS="2", RAY_CPUS="1",
         MLFLOW_AUTH_ADMIN_PASSWORD=secrets.token_hex(12), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
         MEMBER_PASSWORD=password, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
