@@ -12,9 +12,23 @@ def _artifact_repository() -> bool:
     return callable(getattr(artifact_repository_registry, "get_artifact_repository", None))
 
 
+# The function mlflow.pyfunc.load_model calls in a model's ``loader_module`` (MLflow's
+# custom-flavor contract): the loader of models logged by fmtrain 0.2 (tracking.serving).
+PYFUNC_LOADER = "_load_pyfunc"
+
+
+def _pyfunc_loader() -> bool:
+    import inspect
+
+    import mlflow.pyfunc
+
+    return f".{PYFUNC_LOADER}(data_path" in inspect.getsource(mlflow.pyfunc.load_model)
+
+
 # (library, what is used, a check that it is still there)
 GUARDED = [
     ("mlflow", "mlflow.store.artifact.artifact_repository_registry.get_artifact_repository", _artifact_repository),
+    ("mlflow", f"mlflow.pyfunc.load_model calls loader_module.{PYFUNC_LOADER}", _pyfunc_loader),
 ]
 
 
